@@ -1,0 +1,159 @@
+"""`dicom-gateway`: the operator's command line (DESIGN §6).
+
+Options follow DCMTK's vocabulary where our users already know it
+(``--aet``/``--aec`` as in echoscu, STYLE 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  dicom-gateway serve                                  # embedded defaults: DICOM_GATEWAY on port 11112
+  dicom-gateway serve --config /etc/dicom-gateway --workers 4
+  dicom-gateway echo 127.0.0.1 11112 --aec DICOM_GATEWAY
+  dicom-gateway config check /etc/dicom-gateway
+  dicom-gateway plugins
+"""
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.config import ConfigError, load_config
+
+    overrides = {k: v for k, v in (("port", args.port), ("ae_title", args.ae_title),
+                                   ("data_dir", args.data_dir), ("workers", args.workers)) if v is not None}
+    config_dir = Path(args.config) if args.config else None
+    try:
+        config = load_config(config_dir, overrides)
+    except ConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.node.log_level, config.node.log_format)
+    from gateway.supervisor import Supervisor
+
+    return Supervisor(config, config_dir, overrides).run()
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    from gateway.net.scu import AssociationFailed, Peer, echo
+    from gateway.status import category
+
+    peer = Peer(args.host, args.port, called_ae=args.aec, calling_ae=args.aet, timeout=args.timeout)
+    try:
+        results = echo(peer, repeat=args.repeat)
+    except AssociationFailed as exc:
+        print(f"C-ECHO {args.aet} -> {args.aec}@{args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2 if exc.kind == "rejected" else 3
+    worst = 0
+    for r in results:
+        print(f"C-ECHO {args.aet} -> {args.aec}@{args.host}:{args.port}: "
+              f"{category(r.status)} (0x{r.status:04X}) in {r.seconds * 1000:.1f} ms")
+        if r.status != 0:
+            worst = 1
+    return worst
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError, load_config
+    from gateway.plugins import load_host
+
+    try:
+        config = load_config(Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    host = load_host(config.disabled_plugins, config.plugins.modules)
+    rows = [("plugin", "version", "distribution", "hooks", "services")]
+    for info in host.list():
+        services = ", ".join(s.name for s in host.services.services.values() if s.plugin == info.name)
+        rows.append((info.name, info.version, info.distribution,
+                     ", ".join(h.removeprefix("gateway_") for h in info.hooks), services or "-"))
+    for name in sorted(config.disabled_plugins):
+        rows.append((name, "-", "-", "(disabled by config)", "-"))
+    for name, why in sorted(host.failed.items()):
+        rows.append((name, "-", "-", f"(failed: {why})", "-"))
+    _table(rows)
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from gateway.config import check_command
+
+    return check_command(Path(args.dir))
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    import pydicom
+    import pynetdicom
+
+    from gateway import __version__
+
+    try:
+        from gateway import _rust
+
+        rust = _rust.__version__
+    except ImportError as exc:
+        rust = f"not built ({exc})"
+    print(f"dicom-gateway {__version__}\n  rust extension {rust}\n"
+          f"  pynetdicom {pynetdicom.__version__}\n  pydicom {pydicom.__version__}")
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dicom-gateway", description="DICOM gateway for PET/CT and nuclear medicine.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway in the foreground")
+    p.add_argument("--config", metavar="DIR", help="config directory (default: embedded defaults)")
+    p.add_argument("--port", type=int, help="port of the first listener")
+    p.add_argument("--ae-title", help="local AE title")
+    p.add_argument("--data-dir", help="data directory")
+    p.add_argument("--workers", type=int, help="worker processes sharing each port")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("echo", help="C-ECHO a peer (VER-2), like echoscu",
+                       epilog="example: dicom-gateway echo pacs.local 104 --aec PACS",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--aet", "-aet", default="DICOM_GATEWAY", help="calling AE title (default DICOM_GATEWAY)")
+    p.add_argument("--aec", "-aec", default="ANY-SCP", help="called AE title (default ANY-SCP)")
+    p.add_argument("--repeat", type=int, default=1, help="C-ECHOs on the one association")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect/ACSE/DIMSE")
+    p.set_defaults(func=_cmd_echo)
+
+    p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
+    p.add_argument("--config", metavar="DIR")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    c = csub.add_parser("check", help="validate a config directory without running it")
+    c.add_argument("dir")
+    c.set_defaults(func=_cmd_config_check)
+
+    p = sub.add_parser("version", help="print versions")
+    p.set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

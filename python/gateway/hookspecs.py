@@ -1,0 +1,112 @@
+"""Every hook a dicom-gateway plugin can implement.
+
+Hooks are prefixed ``gateway_``. Implement them in a module or class marked
+with :data:`gateway.hookimpl` and expose it through the ``dicom_gateway``
+entry-point group::
+
+    [project.entry-points.dicom_gateway]
+    my_plugin = "my_package.my_plugin"
+
+Built-in plugins load through exactly that path. Unless a hook says
+otherwise, every implementation is called and the results are collected in a
+list. Hooks receive gateway-owned objects (:mod:`gateway.messages`), never
+pynetdicom types. A hook implementation that raises is logged and counted,
+and the DICOM peer gets a proper failure status; it never takes a worker down.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from gateway.messages import AssociationInfo, AssociationRequest, Rejection, Response, StoreRequest
+    from gateway.services import BackendRegistry, ServiceRegistry
+
+PROJECT = "gateway"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(historic=True)
+def gateway_register_services(registry: "ServiceRegistry") -> None:
+    """Register the DICOM services this plugin provides.
+
+    Called once per plugin when the plugin host starts (historic: a plugin
+    registered later is called too). Call ``registry.add(Service(...))`` for
+    each service class; a :class:`gateway.services.Service` names its SOP
+    classes (or a callable of the config returning them), its role and
+    transfer syntaxes, and a handler object with one method per DIMSE
+    operation it serves (``c_echo``, ``c_store``, …). Presentation contexts
+    and the conformance statement are built from this registry.
+
+    Returns nothing.
+    """
+
+
+@hookspec(historic=True)
+def gateway_register_storage_backends(registry: "BackendRegistry") -> None:
+    """Register storage backend factories by name.
+
+    Called once per plugin when the plugin host starts (historic). Call
+    ``registry.add(name, factory)``; the config chooses a backend by that
+    name and the core calls ``factory(config)`` to build it.
+
+    Returns nothing.
+    """
+
+
+@hookspec
+def gateway_config_loaded(config: Any) -> list[str] | None:
+    """Validate and take up a newly loaded configuration.
+
+    Called with the validated :class:`gateway.config.GatewayConfig` before it
+    is swapped in, at start-up and on every hot reload, in every worker.
+    ``config.plugin_settings(name)`` holds this plugin's own section. Return
+    a list of error strings (``"plugins/x.toml: key 'y': ..."``) to refuse
+    the config — the last good one keeps running — or ``None``/``[]`` to
+    accept it. Must not keep state from a config that another plugin may
+    still refuse; read settings again when handling requests instead.
+    """
+
+
+@hookspec(firstresult=True)
+def gateway_association_requested(request: "AssociationRequest") -> "Rejection | None":
+    """Decide whether to accept an association, before negotiation.
+
+    Called for each A-ASSOCIATE-RQ that passed the core's own policy (called
+    AE title, application context, association limits — STO-4, STO-9).
+    Return a :class:`gateway.messages.Rejection` to send an A-ASSOCIATE-RJ
+    with that result/source/reason, or ``None`` to let it through. The first
+    non-``None`` result wins (firstresult).
+    """
+
+
+@hookspec
+def gateway_association_opened(association: "AssociationInfo") -> None:
+    """Observe an association that has just been established.
+
+    Called once, after the A-ASSOCIATE-AC was sent. Returns nothing; use it
+    for audit trails (SEC-4), metrics or per-association state.
+    """
+
+
+@hookspec
+def gateway_association_closed(association: "AssociationInfo", reason: str) -> None:
+    """Observe the end of an association.
+
+    Called once per established association with ``reason`` one of
+    ``"released"``, ``"aborted"`` or ``"closed"``. Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def gateway_instance_received(request: "StoreRequest") -> "Response | int | None":
+    """Accept, coerce or reject an incoming C-STORE before it is stored.
+
+    Called for every C-STORE-RQ before the storage service handles it. Return
+    a failure :class:`gateway.messages.Response` (or status code) to refuse
+    the instance with that status, or ``None`` to continue. The first
+    non-``None`` result wins (firstresult).
+    """

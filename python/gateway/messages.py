@@ -1,0 +1,164 @@
+"""Gateway-owned views of associations and DIMSE requests.
+
+Plugins see these, never pynetdicom types, so the transport underneath can
+change (DESIGN §2). They are plain data: no network handles leak out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+UNCOMPRESSED_SYNTAXES = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, required by STO-2)
+)
+
+
+@dataclass(frozen=True)
+class AssociationInfo:
+    """Who is talking to us: the facts a policy or an audit record needs."""
+
+    id: str
+    calling_ae: str
+    called_ae: str
+    peer_host: str
+    peer_port: int
+    local_port: int
+    max_pdu: int = 0
+    implementation_class_uid: str = ""
+    implementation_version_name: str = ""
+
+
+@dataclass(frozen=True)
+class AssociationRequest:
+    """An A-ASSOCIATE-RQ as seen by `gateway_association_requested`."""
+
+    association: AssociationInfo
+    abstract_syntaxes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An A-ASSOCIATE-RJ to send: PS3.8 table 9-21 result/source/reason."""
+
+    result: int  # 1 rejected-permanent, 2 rejected-transient
+    source: int  # 1 service-user, 2 service-provider (ACSE), 3 service-provider (presentation)
+    reason: int
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class PresentationContextInfo:
+    id: int
+    abstract_syntax: str
+    transfer_syntax: str
+
+
+class DatasetPayload:
+    """The encoded dataset of a DIMSE message, exactly as received.
+
+    Small datasets are held in memory; large ones were spooled to a file by
+    the Rust receiver while they arrived, so the hot path never holds a large
+    object in Python memory.
+    """
+
+    __slots__ = ("_data", "_path", "length")
+
+    def __init__(self, data: bytes | None = None, path: str | os.PathLike[str] | None = None,
+                 length: int | None = None) -> None:
+        if (data is None) == (path is None):
+            raise ValueError("exactly one of data or path")
+        self._data = data
+        self._path = Path(path) if path is not None else None
+        if length is None:
+            length = len(data) if data is not None else self._path.stat().st_size  # type: ignore[union-attr]
+        self.length = length
+
+    @property
+    def path(self) -> Path | None:
+        """The spool file holding the bytes, or None when held in memory."""
+        return self._path
+
+    def read(self) -> bytes:
+        if self._data is not None:
+            return self._data
+        return self._path.read_bytes()  # type: ignore[union-attr]
+
+    def open(self) -> BinaryIO:
+        import io
+
+        if self._data is not None:
+            return io.BytesIO(self._data)
+        return open(self._path, "rb")  # type: ignore[arg-type]
+
+    def write_to(self, fh: BinaryIO) -> None:
+        """Append the bytes to an open binary file (kernel copy when spooled)."""
+        if self._data is not None:
+            fh.write(self._data)
+            return
+        fh.flush()
+        with open(self._path, "rb") as src:  # type: ignore[arg-type]
+            try:
+                remaining = self.length
+                while remaining > 0:
+                    n = os.copy_file_range(src.fileno(), fh.fileno(), remaining)
+                    if n == 0:
+                        break
+                    remaining -= n
+                # copy_file_range moved the output fd's offset; keep Python's view in sync
+                fh.seek(0, os.SEEK_END)
+            except OSError:
+                src.seek(0)
+                shutil.copyfileobj(src, fh, 1 << 20)
+
+    def discard(self) -> None:
+        """Remove the spool file, if any; safe to call twice."""
+        if self._path is not None:
+            try:
+                self._path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self) -> str:
+        where = str(self._path) if self._path else "memory"
+        return f"<DatasetPayload {self.length} bytes in {where}>"
+
+
+@dataclass
+class DimseRequest:
+    """Fields every DIMSE request carries."""
+
+    association: AssociationInfo
+    context: PresentationContextInfo
+    message_id: int
+
+
+@dataclass
+class EchoRequest(DimseRequest):
+    """C-ECHO-RQ (PS3.7 9.1.5)."""
+
+
+@dataclass
+class StoreRequest(DimseRequest):
+    """C-STORE-RQ (PS3.7 9.1.1) with its dataset as received."""
+
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    priority: int = 0
+    move_originator_ae: str | None = None
+    move_originator_message_id: int | None = None
+    payload: DatasetPayload | None = None
+
+
+@dataclass
+class Response:
+    """What a service answers: a status and optional comment/offending elements."""
+
+    status: int
+    error_comment: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)

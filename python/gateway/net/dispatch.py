@@ -1,0 +1,136 @@
+"""DIMSE requests from pynetdicom to the service plugins, and back.
+
+Each DIMSE event is turned into a gateway-owned request object
+(:mod:`gateway.messages`), routed by operation and abstract syntax to the
+service that registered for it, and its answer mapped to a status on the
+wire. A plugin that raises or overruns its time budget yields a failure
+status and a log line, never a dead worker (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from gateway.messages import (
+    DatasetPayload,
+    EchoRequest,
+    PresentationContextInfo,
+    Response,
+    StoreRequest,
+)
+from gateway.metrics import METRICS
+from gateway.plugins import HookError
+from gateway.status import Status, category
+
+log = logging.getLogger("gateway.dispatch")
+
+# Failure status when a plugin raises or hangs, per operation (PS3.4/PS3.7).
+_FAILURE = {
+    "c_echo": Status.PROCESSING_FAILURE,
+    "c_store": Status.UNABLE_TO_PROCESS,  # Cxxx "cannot understand" range, STO-8
+}
+
+_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gw-plugin")
+
+
+def _context(event: Any) -> PresentationContextInfo:
+    cx = event.context
+    return PresentationContextInfo(cx.context_id, str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+
+
+def _bounded(fn: Callable[[], Any], timeout: float | None) -> Any:
+    """Run a plugin call with a time budget; the thread is abandoned on overrun."""
+    if not timeout:
+        return fn()
+    return _pool.submit(fn).result(timeout=timeout)
+
+
+def _to_wire(answer: Any) -> int | Dataset:
+    if isinstance(answer, Response):
+        if answer.error_comment is None and not answer.extra:
+            return answer.status
+        ds = Dataset()
+        ds.Status = answer.status
+        if answer.error_comment:
+            ds.ErrorComment = answer.error_comment[:64]
+        for keyword, value in answer.extra.items():
+            setattr(ds, keyword, value)
+        return ds
+    return int(answer)
+
+
+def dispatch(event: Any, operation: str, request: Any) -> int | Dataset:
+    assoc = event.assoc
+    runtime = assoc.gw_runtime
+    started = time.perf_counter()
+    assoc.gw_busy = True
+    try:
+        service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
+        if service is None:
+            log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
+            return Status.SOP_CLASS_NOT_SUPPORTED
+        handler = getattr(service.handler, operation)
+        timeout = runtime.config.node.plugin_timeout
+        try:
+            if isinstance(request, StoreRequest):
+                veto = runtime.plugins.call("gateway_instance_received", request=request)
+                if veto is not None:
+                    return _to_wire(veto)
+            answer = _bounded(lambda: handler(request), timeout)
+        except FutureTimeout:
+            METRICS.inc("gateway_plugin_timeouts_total", service=service.name)
+            log.error("service did not answer in time", extra={"service": service.name, "op": operation, "timeout_s": timeout})
+            return _FAILURE.get(operation, Status.PROCESSING_FAILURE)
+        except HookError:
+            return _FAILURE.get(operation, Status.PROCESSING_FAILURE)
+        except Exception as exc:
+            METRICS.inc("gateway_plugin_errors_total", hook=operation, plugin=service.plugin)
+            log.error("service raised", exc_info=exc, extra={"service": service.name, "op": operation})
+            return _FAILURE.get(operation, Status.PROCESSING_FAILURE)
+        wire = _to_wire(answer)
+        code = wire if isinstance(wire, int) else int(wire.Status)
+        METRICS.inc("gateway_dimse_requests_total", op=operation, status=category(code))
+        return wire
+    finally:
+        payload = getattr(request, "payload", None)
+        if payload is not None:
+            payload.discard()  # a service that kept the bytes moved or copied them
+        assoc.gw_busy = False
+        METRICS.inc("gateway_dimse_seconds_total", time.perf_counter() - started, op=operation)
+
+
+def on_c_echo(event: Any) -> int | Dataset:
+    req = EchoRequest(event.assoc.gw_info, _context(event), event.request.MessageID)
+    return dispatch(event, "c_echo", req)
+
+
+def on_c_store(event: Any) -> int | Dataset:
+    rq = event.request
+    payload = getattr(rq, "_gateway_payload", None)
+    if payload is None:  # pynetdicom receive path: the dataset is in memory
+        payload = DatasetPayload(data=rq.DataSet.getvalue() if rq.DataSet is not None else b"")
+    req = StoreRequest(
+        event.assoc.gw_info,
+        _context(event),
+        rq.MessageID,
+        sop_class_uid=str(rq.AffectedSOPClassUID),
+        sop_instance_uid=str(rq.AffectedSOPInstanceUID),
+        priority=int(rq.Priority or 0),
+        move_originator_ae=rq.MoveOriginatorApplicationEntityTitle or None,
+        move_originator_message_id=rq.MoveOriginatorMessageID,
+        payload=payload,
+    )
+    return dispatch(event, "c_store", req)
+
+
+HANDLERS = [
+    (evt.EVT_C_ECHO, on_c_echo),
+    (evt.EVT_C_STORE, on_c_store),
+]

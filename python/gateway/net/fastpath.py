@@ -1,0 +1,375 @@
+"""The Rust receive path grafted onto pynetdicom's DUL, DIMSE and reactor.
+
+pynetdicom reads one PDU at a time with Python `recv` calls and polls its
+queues with 1 ms sleeps. Here:
+
+* :class:`FastDUL` blocks in Rust (GIL released) on the socket *and* an
+  eventfd that `send_pdu` writes, so outgoing primitives wake it at once;
+  the Rust receiver coalesces every P-DATA-TF fragment of a DIMSE message
+  (spooling large datasets to a file) and the state machine sees one Evt10
+  per message.
+* :class:`FastDIMSE` turns that coalesced message into pynetdicom's DIMSE
+  primitive without re-assembling fragments.
+* :class:`FastAssociationMixin` waits on an event the DUL sets after every
+  state-machine action instead of sleeping 1 ms per loop.
+
+Everything touched here is checked by :mod:`gateway.net.selftest` at
+start-up against the installed pynetdicom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import ssl
+import struct
+import threading
+import time
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import _MESSAGE_TYPES, DIMSEMessage
+from pynetdicom.dimse_primitives import C_CANCEL, N_EVENT_REPORT
+from pynetdicom.dsutils import decode
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu_primitives import P_DATA
+
+from gateway.messages import DatasetPayload
+from gateway.metrics import METRICS
+
+log = logging.getLogger("gateway.net")
+
+# PS3.8 9.3.4 A-ASSOCIATE-RJ and 9.3.8 A-ABORT, encoded by hand because they
+# are sent when the peer's bytes could not be decoded at all.
+def _rj_pdu(result: int, source: int, reason: int) -> bytes:
+    return struct.pack(">BBLBBBB", 0x03, 0, 4, 0, result, source, reason)
+
+
+def _abort_pdu(source: int, reason: int) -> bytes:
+    return struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, source, reason)
+
+
+class CoalescedPData(P_DATA):
+    """A whole DIMSE message as one P-DATA indication."""
+
+    def __init__(self, context_id: int, command: bytes, payload: DatasetPayload | None) -> None:
+        super().__init__()
+        self.context_id = context_id
+        self.command = command
+        self.payload = payload
+
+
+class _CoalescedPDU:
+    """Stands in the DUL's received-PDU queue for the P-DATA-TF PDUs of one message."""
+
+    __slots__ = ("primitive",)
+
+    def __init__(self, primitive: CoalescedPData) -> None:
+        self.primitive = primitive
+
+    def to_primitive(self) -> CoalescedPData:
+        return self.primitive
+
+
+class ReceiveSettings:
+    """Limits for one association's receiver, fixed when it starts."""
+
+    __slots__ = ("max_pdu", "max_message", "spool_dir", "spool_threshold")
+
+    def __init__(self, max_pdu: int, max_message: int, spool_dir: str, spool_threshold: int) -> None:
+        self.max_pdu = max_pdu
+        self.max_message = max_message
+        self.spool_dir = spool_dir
+        self.spool_threshold = spool_threshold
+
+
+class FastDUL(DULServiceProvider):
+    def __init__(self, assoc: Any, settings: ReceiveSettings) -> None:
+        super().__init__(assoc)
+        self._settings = settings
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._receiver: Any = None
+        # Set after every state-machine action; the association reactor waits on it.
+        self.activity = threading.Event()
+
+    # -- waking ------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:  # closed at shutdown
+            pass
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self._wake()
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self._wake()
+
+    def stop_dul(self) -> bool:
+        if self.state_machine.current_state != "Sta1":
+            return False
+        self._kill_thread = True
+        self._wake()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join()
+        return True
+
+    # -- the reactor -------------------------------------------------------
+    def run_reactor(self) -> None:
+        sock = getattr(self.socket, "socket", None)
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            # TLS: ssl buffers decrypted bytes the fd poll can't see; keep the
+            # pynetdicom loop until the sans-IO feed path is wired for TLS.
+            return super().run_reactor()
+        from gateway import _rust
+
+        s = self._settings
+        self._receiver = _rust.Receiver(
+            sock.fileno(),
+            max_pdu=s.max_pdu,
+            max_message=s.max_message,
+            spool_dir=s.spool_dir,
+            spool_threshold=s.spool_threshold,
+        )
+        self._idle_timer.start()
+        try:
+            self._loop()
+        finally:
+            self.activity.set()
+            try:
+                os.close(self._wake_fd)
+            except OSError:
+                pass
+            self._wake_fd = -1
+
+    def _loop(self) -> None:
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+            if self._kill_thread:
+                return
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                # Same order as pynetdicom: one outgoing primitive *or* one
+                # transport event per turn, then one state-machine event.
+                if not self._process_recv_primitive():
+                    self._transport_event()
+            except Exception as exc:
+                log.error("exception in the DUL reactor; aborting", exc_info=exc)
+                self._fatal(_abort_pdu(2, 0))
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                self.activity.set()
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                continue
+            self.state_machine.do_action(event)
+            self.activity.set()
+
+    def _wait_budget(self) -> float | None:
+        """How long the receiver may block: until the next timer can fire."""
+        if not self.event_queue.empty() or self.to_provider_queue.qsize():
+            return 0.0
+        budget = 1.0
+        for timer in (self.artim_timer, self._idle_timer):
+            running = timer._start_time is not None and timer._end_time is None
+            if running and timer.timeout is not None:
+                budget = min(budget, max(timer.remaining, 0.0))
+        return budget
+
+    def _transport_event(self) -> None:
+        sock = self.socket
+        if sock is None or sock.socket is None:
+            # No connection (Sta1 or closed): just wait to be woken.
+            self._wait_wake(self._wait_budget())
+            return
+        state = self.state_machine.current_state
+        timeout = 0.0 if state == "Sta13" else self._wait_budget()
+        result = self._receiver.receive(timeout, self._wake_fd)
+        kind = result[0]
+        if kind == "message":
+            _, context_id, command, data, path, length = result
+            payload = None
+            if path is not None:
+                payload = DatasetPayload(path=path, length=length)
+            elif data is not None:
+                payload = DatasetPayload(data=data)
+            self._recv_pdu.put(_CoalescedPDU(CoalescedPData(context_id, command, payload)))
+            self.event_queue.put("Evt10")
+            self._idle_timer.restart()
+        elif kind == "pdu":
+            _, _pdu_type, data = result
+            try:
+                pdu, event = self._decode_pdu(bytearray(data))
+            except Exception as exc:
+                log.error("pynetdicom could not decode a PDU the framer accepted", exc_info=exc)
+                self.event_queue.put("Evt19")
+                return
+            self._recv_pdu.put(pdu)
+            self.event_queue.put(event)
+            self._idle_timer.restart()
+        elif kind == "timeout":
+            if state == "Sta13":
+                # Waiting for the peer to close and nothing came: close ourselves.
+                sock.close()
+        elif kind == "closed":
+            sock.close()  # puts Evt17
+        elif kind == "error":
+            _, reason, description = result
+            self._protocol_error(state, reason, description)
+        # "wake": an outgoing primitive or a kill; the loop handles it
+
+    def _wait_wake(self, timeout: float | None) -> None:
+        import select
+
+        try:
+            select.select([self._wake_fd], [], [], timeout)
+            os.eventfd_read(self._wake_fd)
+        except (OSError, ValueError):
+            time.sleep(0.001)
+
+    def _protocol_error(self, state: str, reason: int, description: str) -> None:
+        METRICS.inc("gateway_protocol_errors_total", reason=reason)
+        if state == "Sta2":
+            # STO-4: an A-ASSOCIATE-RQ we cannot parse is rejected
+            # (rejected-permanent, service-provider ACSE, no-reason-given).
+            log.warning("unparseable association request; rejecting",
+                        extra={"why": description, "peer": self._peer()})
+            self._fatal(_rj_pdu(1, 2, 1))
+            # The acceptor thread waits for an A-ASSOCIATE primitive: end that wait.
+            self.to_user_queue.put(None)  # type: ignore[arg-type]
+        else:
+            log.warning("protocol error; aborting association",
+                        extra={"why": description, "abort_reason": reason, "peer": self._peer()})
+            self._fatal(_abort_pdu(2, reason))
+
+    def _fatal(self, pdu: bytes) -> None:
+        sock = self.socket
+        if sock is None or sock.socket is None:
+            return
+        try:
+            sock.socket.sendall(pdu)
+        except OSError:
+            pass
+        sock.close()  # Evt17: the FSM issues A-P-ABORT to the association
+
+    def _peer(self) -> str:
+        try:
+            host, port = self.socket.socket.getpeername()[:2]  # type: ignore[union-attr]
+            return f"{host}:{port}"
+        except (OSError, AttributeError):
+            return "?"
+
+
+class FastDIMSE(DIMSEServiceProvider):
+    def receive_primitive(self, primitive: Any) -> None:
+        if not isinstance(primitive, CoalescedPData):
+            return super().receive_primitive(primitive)
+        message = DIMSEMessage()
+        try:
+            message.context_id = primitive.context_id
+            message.command_set = decode(BytesIO(primitive.command), True, True)
+            message.__class__ = _MESSAGE_TYPES[int(message.command_set.CommandField)][1]
+            payload = primitive.payload
+            # Spooled datasets stay in their file; pynetdicom sees an empty stream.
+            message.data_set = BytesIO(payload.read() if payload and payload.path is None else b"")
+            evt.trigger(self.assoc, evt.EVT_DIMSE_RECV, {"message": message})
+            d_primitive = message.message_to_primitive()
+        except Exception as exc:
+            log.error("received an invalid DIMSE message", exc_info=exc)
+            if primitive.payload is not None:
+                primitive.payload.discard()
+            self.dul.event_queue.put("Evt19")
+            return
+        d_primitive._gateway_payload = primitive.payload
+        context_id = primitive.context_id
+        if isinstance(d_primitive, C_CANCEL) and len(self.cancel_req) < 10:
+            self.cancel_req[d_primitive.MessageIDBeingRespondedTo] = d_primitive
+        elif isinstance(d_primitive, N_EVENT_REPORT) and d_primitive.is_valid_request:
+            # As pynetdicom: handled at once so the DUL is not blocked.
+            threading.Thread(target=self.assoc._serve_request, args=(d_primitive, context_id)).start()
+        else:
+            self.msg_queue.put((context_id, d_primitive))
+
+
+class FastAssociationMixin:
+    """Replaces the DUL/DIMSE providers and the 1 ms polling reactor loop."""
+
+    def _install_fast_path(self, settings: ReceiveSettings) -> None:
+        self.dul = FastDUL(self, settings)
+        self.dimse = FastDIMSE(self)
+        # The timeout setters write through to the DUL's timers.
+        self.acse_timeout = self.acse_timeout
+        self.network_timeout = self.network_timeout
+
+    def _run_reactor(self) -> None:  # mirrors pynetdicom's Association._run_reactor
+        activity = getattr(self.dul, "activity", None)
+        self._is_paused = False
+        while not self._kill:
+            if activity is not None:
+                if activity.wait(0.05):
+                    activity.clear()
+            else:
+                time.sleep(0.001)
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            context_id, msg = self.dimse.get_msg(block=False)
+            if msg:
+                self._serve_request(msg, context_id)
+            drain_check = getattr(self, "drain_check", None)
+            if drain_check is not None:
+                drain_check()
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                log.debug("association released by peer")
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                log.warning("network timeout reached; aborting association")
+                self.abort()
+                self.kill()
+                return
+
+    def kill(self) -> None:
+        # pynetdicom polls stop_dul every 10 ms; wake the DUL so it sees the kill.
+        self._reactor_checkpoint.set()
+        self._kill = True
+        self.is_established = False
+        self._is_paused = True
+        dul = self.dul
+        while dul.is_alive() and not dul.stop_dul():
+            if isinstance(dul, FastDUL):
+                dul.activity.wait(0.01)
+                dul.activity.clear()
+            else:
+                time.sleep(0.01)

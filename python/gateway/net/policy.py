@@ -1,0 +1,96 @@
+"""Association policy, applied before negotiation (STO-4, STO-9, SEC-3).
+
+Runs as pynetdicom's EVT_REQUESTED handler on the acceptor thread, with the
+config generation the association started on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pynetdicom import evt
+
+from gateway.messages import AssociationInfo, AssociationRequest, Rejection
+from gateway.metrics import METRICS
+from gateway.plugins import HookError
+
+log = logging.getLogger("gateway.net")
+
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1 DICOM Application Context Name
+
+
+def check(assoc: Any, rq: Any, active: int) -> Rejection | None:
+    """The core's own rules, in the order a peer would want to hear them."""
+    config = assoc.gw_runtime.config
+    listener = assoc.gw_listener
+    if str(rq.application_context_name) != APPLICATION_CONTEXT:
+        # STO-4: rejected-permanent, service-user, application-context-name-not-supported
+        return Rejection(1, 1, 2, f"application context {rq.application_context_name} not supported")
+    called = rq.called_ae_title.strip()
+    if called not in listener.ae_titles:
+        # STO-4: rejected-permanent, service-user, called-AE-title-not-recognized
+        return Rejection(1, 1, 7, f"called AE title {called!r} is not served on port {listener.port}")
+    caps = [c for c in (config.node.max_associations, listener.max_associations) if c]
+    if caps and active > min(caps):
+        # STO-9/SEC-3: rejected-transient, service-provider (presentation), local-limit-exceeded
+        return Rejection(2, 3, 2, f"association limit {min(caps)} reached")
+    if assoc.gw_runtime.draining:
+        return Rejection(2, 3, 1, "shutting down")  # temporary congestion
+    return None
+
+
+def on_requested(event: Any) -> None:
+    assoc = event.assoc
+    rq = assoc.requestor.primitive
+    host, port = assoc.gw_peer
+    info = AssociationInfo(
+        id=assoc.gw_id,
+        calling_ae=rq.calling_ae_title.strip(),
+        called_ae=rq.called_ae_title.strip(),
+        peer_host=host,
+        peer_port=port,
+        local_port=assoc.gw_local_port,
+        max_pdu=int(rq.maximum_length_received or 0),
+        implementation_class_uid=str(rq.implementation_class_uid or ""),
+        implementation_version_name=str(rq.implementation_version_name or ""),
+    )
+    assoc.gw_info = info
+    runtime = assoc.gw_runtime
+    rejection = check(assoc, rq, assoc.gw_counter.value)
+    if rejection is None:
+        request = AssociationRequest(info, tuple(str(cx.abstract_syntax) for cx in rq.presentation_context_definition_list))
+        try:
+            rejection = runtime.plugins.call("gateway_association_requested", request=request)
+        except HookError as exc:
+            rejection = Rejection(2, 2, 1, f"policy plugin failed: {exc}")  # transient, ACSE, no reason
+    if rejection is not None:
+        METRICS.inc("gateway_associations_rejected_total", reason=rejection.reason, source=rejection.source)
+        log.warning("association rejected", extra={
+            "calling_ae": info.calling_ae, "called_ae": info.called_ae, "peer": f"{host}:{port}",
+            "result": rejection.result, "source": rejection.source, "reason": rejection.reason, "why": rejection.why,
+        })
+        assoc.acse.send_reject(rejection.result, rejection.source, rejection.reason)
+        assoc.is_rejected = True
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
+        return
+    # The AC carries the called AE title the peer asked for (one listener, many AEs).
+    assoc.acceptor.ae_title = info.called_ae
+
+
+def on_accepted(event: Any) -> None:
+    assoc = event.assoc
+    METRICS.inc("gateway_associations_total")
+    log.info("association accepted", extra={
+        "calling_ae": assoc.gw_info.calling_ae, "called_ae": assoc.gw_info.called_ae,
+        "peer": f"{assoc.gw_peer[0]}:{assoc.gw_peer[1]}",
+        "contexts": len(assoc.accepted_contexts),
+    })
+    assoc.gw_runtime.plugins.notify("gateway_association_opened", association=assoc.gw_info)
+
+
+HANDLERS = [
+    (evt.EVT_REQUESTED, on_requested),
+    (evt.EVT_ACCEPTED, on_accepted),
+]

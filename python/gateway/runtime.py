@@ -1,0 +1,57 @@
+"""One config generation, ready to serve: config + plugins + contexts.
+
+A runtime is immutable once built. Hot reload builds a new one (validate,
+provision) and swaps the reference; associations keep the one they started
+with until they end (DESIGN §4, STYLE 12).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.plugins import HookError, PluginHost, load_host
+
+log = logging.getLogger("gateway.runtime")
+
+
+class PluginConfigError(Exception):
+    """The config was valid TOML but plugins refused it."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: Any
+    plugins: PluginHost
+    generation: int
+    spool_dir: Path
+    draining: bool = field(default=False, compare=False)
+
+    @functools.cached_property
+    def contexts(self) -> list[Any]:
+        from gateway.net.contexts import scp_contexts
+
+        return scp_contexts(self.plugins.services, self.config)
+
+
+def build_runtime(config: Any, generation: int, host: PluginHost | None = None) -> Runtime:
+    """Load plugins for ``config`` and let them validate it.
+
+    Raises :class:`PluginConfigError` listing every plugin's complaint.
+    """
+    if host is None:
+        host = load_host(config.disabled_plugins, config.plugins.modules)
+    try:
+        answers = host.call("gateway_config_loaded", config=config)
+    except HookError as exc:
+        raise PluginConfigError(str(exc)) from exc
+    problems = [p for answer in answers or () for p in (answer or ())]
+    if problems:
+        raise PluginConfigError("\n".join(problems))
+    data_dir = Path(config.node.data_dir)
+    spool = data_dir / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    return Runtime(config=config, plugins=host, generation=generation, spool_dir=spool)

@@ -1,0 +1,119 @@
+"""The service registry: what a plugin offers, and who handles a request.
+
+A service declares its SOP classes, role and transfer syntaxes; the
+association layer builds presentation contexts from the registry, and the
+conformance statement is generated from it (DESIGN §3). Lookup is by DIMSE
+operation and abstract syntax, so a new service class needs no core change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from gateway.messages import UNCOMPRESSED_SYNTAXES
+
+#: DIMSE operations a service may implement, as method names on its handler.
+OPERATIONS = (
+    "c_echo", "c_store", "c_find", "c_get", "c_move",
+    "n_event_report", "n_get", "n_set", "n_action", "n_create", "n_delete",
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service class offered by a plugin.
+
+    ``handler`` is an object with methods named after the operations it
+    serves (``c_echo(request)``, ``c_store(request)`` …), each returning a
+    :class:`gateway.messages.Response` or a status code.
+    ``sop_classes`` may be a callable taking the running config, for
+    services whose SOP classes are configuration (e.g. STO-1's "any storage").
+    """
+
+    name: str
+    sop_classes: tuple[str, ...] | Callable[[Any], Iterable[str]]
+    handler: Any
+    transfer_syntaxes: tuple[str, ...] = UNCOMPRESSED_SYNTAXES
+    role: str = "scp"
+    description: str = ""
+    # Name of the plugin that registered it (filled in by the registry).
+    plugin: str = ""
+
+    def operations(self) -> tuple[str, ...]:
+        return tuple(op for op in OPERATIONS if callable(getattr(self.handler, op, None)))
+
+    def resolve_sop_classes(self, config: Any) -> tuple[str, ...]:
+        if callable(self.sop_classes):
+            return tuple(self.sop_classes(config))
+        return tuple(self.sop_classes)
+
+
+class DuplicateRegistration(ValueError):
+    pass
+
+
+@dataclass
+class ServiceRegistry:
+    """Collects services from `gateway_register_services`."""
+
+    services: dict[str, Service] = field(default_factory=dict)
+    _current_plugin: str = ""
+
+    def add(self, service: Service) -> None:
+        if service.name in self.services:
+            other = self.services[service.name].plugin
+            raise DuplicateRegistration(
+                f"service {service.name!r} registered twice (by {other!r} and {self._current_plugin!r})"
+            )
+        if service.role not in ("scp", "scu", "both"):
+            raise ValueError(f"service {service.name!r}: role must be scp, scu or both")
+        if not service.operations() and service.role != "scu":
+            raise ValueError(f"service {service.name!r}: handler implements no DIMSE operation")
+        object.__setattr__(service, "plugin", service.plugin or self._current_plugin)
+        self.services[service.name] = service
+
+    def scp_table(self, config: Any) -> dict[str, list[Service]]:
+        """abstract syntax -> services acting as SCP for it, in registration order."""
+        table: dict[str, list[Service]] = {}
+        for service in self.services.values():
+            if service.role == "scu":
+                continue
+            for uid in service.resolve_sop_classes(config):
+                table.setdefault(uid, []).append(service)
+        return table
+
+    def find(self, config: Any, operation: str, abstract_syntax: str) -> Service | None:
+        for service in self.scp_table(config).get(abstract_syntax, ()):
+            if operation in service.operations():
+                return service
+        return None
+
+
+@dataclass
+class BackendRegistry:
+    """Named factories for storage backends, print drivers or media drivers.
+
+    Chosen by name from config (STYLE 8), never by import side effects.
+    """
+
+    kind: str
+    factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    plugins: dict[str, str] = field(default_factory=dict)
+    _current_plugin: str = ""
+
+    def add(self, name: str, factory: Callable[..., Any]) -> None:
+        if name in self.factories:
+            raise DuplicateRegistration(
+                f"{self.kind} {name!r} registered twice (by {self.plugins[name]!r} and {self._current_plugin!r})"
+            )
+        self.factories[name] = factory
+        self.plugins[name] = self._current_plugin
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            factory = self.factories[name]
+        except KeyError:
+            known = ", ".join(sorted(self.factories)) or "none"
+            raise LookupError(f"no {self.kind} named {name!r} (registered: {known})") from None
+        return factory(*args, **kwargs)

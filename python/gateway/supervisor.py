@@ -1,0 +1,139 @@
+"""`dicom-gateway serve`: N worker processes sharing each port, one operator HTTP port.
+
+Workers are forked (they inherit the loaded plugins' code, not sockets) and
+each binds every listener with SO_REUSEPORT. A worker that dies is replaced;
+SIGTERM/SIGINT is passed on so each worker finishes in-flight operations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from gateway import metrics
+from gateway.net.server import Counter
+from gateway.worker import Worker
+
+log = logging.getLogger("gateway.supervisor")
+_ctx = multiprocessing.get_context("fork")
+
+
+def _worker_main(config: Any, config_dir: Path | None, overrides: dict, shared: Any, index: int, ready: Any) -> None:
+    try:
+        worker = Worker(config, config_dir, overrides, Counter(shared), index).start()
+    except Exception as exc:
+        ready.put((index, f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(3)
+    ready.put((index, None))
+    worker.serve_forever()
+
+
+class Supervisor:
+    def __init__(self, config: Any, config_dir: Path | None, overrides: dict) -> None:
+        self.config = config
+        self.config_dir = config_dir
+        self.overrides = overrides
+        self.shared = _ctx.Value("i", 0)
+        self.procs: dict[int, Any] = {}
+        self.stopping = threading.Event()
+        self.run_dir = Path(config.node.data_dir) / "run"
+
+    def _spawn(self, index: int, ready: Any) -> None:
+        p = _ctx.Process(target=_worker_main, name=f"gateway-worker-{index}",
+                         args=(self.config, self.config_dir, self.overrides, self.shared, index, ready))
+        p.start()
+        self.procs[index] = p
+
+    def run(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob("metrics-*.json"):
+            stale.unlink()
+        n = self.config.effective_workers()
+        ready = _ctx.Queue()
+        for i in range(n):
+            self._spawn(i, ready)
+        for _ in range(n):
+            index, error = ready.get(timeout=120)
+            if error:
+                log.error("worker failed to start", extra={"worker": index, "error": error})
+                self._terminate()
+                return 3
+        log.info("gateway ready", extra={
+            "workers": n, "ports": [l.port for l in self.config.listeners],
+            "ae_titles": sorted(self.config.all_ae_titles()), "pid": os.getpid()})
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        http = self._start_http()
+        while not self.stopping.wait(0.5):
+            for index, p in list(self.procs.items()):
+                if not p.is_alive():
+                    log.error("worker died; restarting", extra={"worker": index, "exitcode": p.exitcode})
+                    metrics.METRICS.inc("gateway_worker_restarts_total")
+                    self._spawn(index, ready)
+        log.info("stopping: waiting for workers to finish in-flight operations")
+        self._terminate()
+        if http is not None:
+            http.shutdown()
+        return 0
+
+    def _terminate(self) -> None:
+        for p in self.procs.values():
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.node.shutdown_grace + 10
+        for p in self.procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+
+    def _start_http(self) -> ThreadingHTTPServer | None:
+        cfg = self.config.http
+        if not cfg.enabled:
+            return None
+        sup = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    snaps = []
+                    for f in sup.run_dir.glob("metrics-*.json"):
+                        try:
+                            snaps.append(json.loads(f.read_text()))
+                        except (OSError, ValueError):
+                            continue
+                    snaps.append(metrics.METRICS.snapshot())
+                    body, ctype = metrics.render(snaps).encode(), "text/plain; version=0.0.4"
+                elif self.path == "/healthz":
+                    alive = sum(p.is_alive() for p in sup.procs.values())
+                    body = json.dumps({"status": "ok" if alive == len(sup.procs) else "degraded",
+                                       "workers": alive}).encode()
+                    ctype = "application/json"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        try:
+            server = ThreadingHTTPServer((cfg.bind, cfg.port), Handler)
+        except OSError as exc:
+            log.warning("operator HTTP port not available; continuing without it",
+                        extra={"bind": cfg.bind, "port": cfg.port, "error": str(exc)})
+            return None
+        threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
+        log.info("operator HTTP listening", extra={"bind": cfg.bind, "port": server.server_address[1]})
+        return server

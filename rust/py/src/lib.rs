@@ -1,0 +1,19 @@
+//! `gateway._rust`: thin pyo3 wrappers over the pure-Rust crates.
+//!
+//! Logic lives in `rust/codec` and `rust/dataset`; this crate only converts
+//! arguments, releases the GIL around real work (see `gil.rs`) and maps typed
+//! errors to Python exceptions. Python imports it only through `gateway`.
+
+use pyo3::prelude::*;
+
+mod gil;
+mod net;
+mod transcode;
+
+#[pymodule]
+fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    net::register(m)?;
+    transcode::register(m)?;
+    Ok(())
+}
