@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,11 @@ class Runtime:
     plugins: PluginHost
     generation: int
     spool_dir: Path
-    draining: bool = field(default=False, compare=False)
+
+    @functools.cached_property
+    def scp_table(self) -> dict[str, list[Any]]:
+        """abstract syntax -> SCP services, for this config generation."""
+        return self.plugins.services.scp_table(self.config)
 
     @functools.cached_property
     def contexts(self) -> list[Any]:

@@ -35,6 +35,11 @@ class Service:
     sop_classes: tuple[str, ...] | Callable[[Any], Iterable[str]]
     handler: Any
     transfer_syntaxes: tuple[str, ...] = UNCOMPRESSED_SYNTAXES
+    #: STO-3: "proposer" accepts the first of the peer's syntaxes we support
+    #: (GENIE); "acceptor" picks by the order of ``transfer_syntaxes``
+    #: (Philips: Explicit LE > Explicit BE > Implicit LE). May be a callable
+    #: of the config.
+    syntax_policy: str | Callable[[Any], str] = "proposer"
     role: str = "scp"
     description: str = ""
     # Name of the plugin that registered it (filled in by the registry).
@@ -42,6 +47,9 @@ class Service:
 
     def operations(self) -> tuple[str, ...]:
         return tuple(op for op in OPERATIONS if callable(getattr(self.handler, op, None)))
+
+    def resolve_syntax_policy(self, config: Any) -> str:
+        return self.syntax_policy(config) if callable(self.syntax_policy) else self.syntax_policy
 
     def resolve_sop_classes(self, config: Any) -> tuple[str, ...]:
         if callable(self.sop_classes):

@@ -35,8 +35,6 @@ def check(assoc: Any, rq: Any, active: int) -> Rejection | None:
     if caps and active > min(caps):
         # STO-9/SEC-3: rejected-transient, service-provider (presentation), local-limit-exceeded
         return Rejection(2, 3, 2, f"association limit {min(caps)} reached")
-    if assoc.gw_runtime.draining:
-        return Rejection(2, 3, 1, "shutting down")  # temporary congestion
     return None
 
 
@@ -77,6 +75,20 @@ def on_requested(event: Any) -> None:
         return
     # The AC carries the called AE title the peer asked for (one listener, many AEs).
     assoc.acceptor.ae_title = info.called_ae
+    _apply_syntax_policy(runtime, rq)
+
+
+def _apply_syntax_policy(runtime: Any, rq: Any) -> None:
+    """STO-3: where a service prefers its own syntax order, reorder the
+    proposed syntaxes by it. pynetdicom accepts the first proposed syntax it
+    supports, so this makes the acceptor's preference win."""
+    table = runtime.scp_table
+    for cx in rq.presentation_context_definition_list:
+        services = table.get(str(cx.abstract_syntax))
+        if not services or services[0].resolve_syntax_policy(runtime.config) != "acceptor":
+            continue
+        order = {ts: i for i, ts in enumerate(services[0].transfer_syntaxes)}
+        cx._transfer_syntax = sorted(cx.transfer_syntax, key=lambda ts: order.get(str(ts), len(order)))
 
 
 def on_accepted(event: Any) -> None:

@@ -1,0 +1,161 @@
+"""Shared fixtures: free ports, gateways in-process and as a real `serve` process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+DCMTK = Path("/usr/bin")
+
+# Test plugins (tests/plugins/*.py) load through config `[plugins] modules`.
+sys.path.insert(0, str(TEST_PLUGINS))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def dcmtk(tool: str) -> str:
+    path = DCMTK / tool
+    if not path.exists():
+        pytest.skip(f"DCMTK {tool} not installed (scripts/test.sh installs it)")
+    return str(path)
+
+
+def write_config(directory: Path, gateway_toml: str, **files: str) -> Path:
+    """Write gateway.toml and other files (name 'remotes/x.toml' -> content)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "gateway.toml").write_text(textwrap.dedent(gateway_toml))
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(content))
+    return directory
+
+
+def basic_toml(port: int, data_dir: Path, *, ae_titles=("DICOM_GATEWAY",), receive_path="rust",
+               modules=(), extra_node="", extra="") -> str:
+    return f"""
+[node]
+ae_title = "{ae_titles[0]}"
+data_dir = "{data_dir}"
+workers = 1
+receive_path = "{receive_path}"
+log_format = "text"
+{extra_node}
+
+[[listeners]]
+port = {port}
+bind = "127.0.0.1"
+ae_titles = {list(ae_titles)!r}
+
+[http]
+enabled = false
+
+[plugins]
+modules = {list(modules)!r}
+{extra}
+""".replace("'", '"')
+
+
+class InProcessGateway:
+    """A Worker running in this process, for tests that inspect internals."""
+
+    def __init__(self, config_dir: Path) -> None:
+        from gateway.config import load_config
+        from gateway.worker import Worker
+
+        self.config_dir = config_dir
+        config = load_config(config_dir)
+        self.worker = Worker(config, config_dir).start()
+        self.port = config.listeners[0].port
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        self.worker.shutdown(grace=2.0)
+
+
+@pytest.fixture
+def inprocess_gateway(tmp_path):
+    started: list[InProcessGateway] = []
+
+    def start(toml: str, **files: str) -> InProcessGateway:
+        gw = InProcessGateway(write_config(tmp_path / f"config{len(started)}", toml, **files))
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+class GatewayProcess:
+    """`dicom-gateway serve` as operators run it."""
+
+    def __init__(self, args: list[str], port: int, env: dict | None = None, cwd: Path | None = None) -> None:
+        full_env = dict(os.environ, PYTHONPATH=str(TEST_PLUGINS), **(env or {}))
+        self.log_path = Path(cwd or ".") / "gateway.log"
+        self.log = open(self.log_path, "wb")
+        exe = shutil.which("dicom-gateway") or sys.executable
+        cmd = [exe] + args if exe.endswith("dicom-gateway") else [exe, "-m", "gateway.cli"] + args
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        self.port = port
+        try:
+            wait_port(port)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("gateway did not start:\n" + self.output())
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def gateway_process(tmp_path):
+    started: list[GatewayProcess] = []
+
+    def start(args: list[str], port: int, **kw) -> GatewayProcess:
+        gp = GatewayProcess(args, port, cwd=tmp_path, **kw)
+        started.append(gp)
+        return gp
+
+    yield start
+    for gp in started:
+        gp.stop()
