@@ -159,3 +159,20 @@ def gateway_process(tmp_path):
     yield start
     for gp in started:
         gp.stop()
+
+
+# ---- transcode: the shared corpus (tests/test_transcode.py) ----
+CORPUS_GENERATOR = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "make_corpus.py"
+
+
+@pytest.fixture(scope="session")
+def corpus_small(tmp_path_factory) -> Path:
+    """The shared corpus, small profile, all three syntaxes: OUT/{implicit,explicit-le,explicit-be}/TYPE/*.dcm."""
+    if not CORPUS_GENERATOR.exists():
+        pytest.skip(f"corpus generator not found at {CORPUS_GENERATOR}")
+    out = tmp_path_factory.mktemp("corpus_small")
+    subprocess.run(
+        [sys.executable, str(CORPUS_GENERATOR), "--out", str(out), "--profile", "small", "--syntax", "all"],
+        check=True, capture_output=True,
+    )
+    return out
