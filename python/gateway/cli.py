@@ -85,6 +85,24 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return check_command(Path(args.dir))
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from gateway.progress import Progress
+    from gateway.transcode import TranscodeError, plan_conversions, convert_paths
+
+    try:
+        total = len(plan_conversions(args.inputs, Path(args.output)))
+        bar = Progress(total, "convert")
+        summary = convert_paths(args.inputs, args.output, args.syntax,
+                                progress=lambda src, dst, err: bar.step(str(src), failed=err is not None))
+    except (TranscodeError, OSError) as exc:
+        print(f"dicom-gateway convert: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    for src, why in summary.failed:
+        print(f"failed: {src}: {why}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     import pydicom
     import pynetdicom
@@ -134,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, help="C-ECHOs on the one association")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect/ACSE/DIMSE")
     p.set_defaults(func=_cmd_echo)
+
+    p = sub.add_parser("convert", help="convert files or folders to another transfer syntax",
+                       epilog="example: dicom-gateway convert in/ out/ --syntax explicit-be",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="IN", help="files or folders")
+    p.add_argument("output", metavar="OUT", help="output file (one input file) or folder")
+    p.add_argument("--syntax", required=True, help="implicit | explicit-le | explicit-be (or a UID)")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
     p.add_argument("--config", metavar="DIR")

@@ -144,7 +144,7 @@ def _is_dicom_candidate(path: Path) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() == ".dcm"
 
 
-def _plan(inputs: Iterable[str | os.PathLike], out: Path) -> list[tuple[Path, Path]]:
+def plan_conversions(inputs: Iterable[str | os.PathLike], out: Path) -> list[tuple[Path, Path]]:
     items = [Path(p) for p in inputs]
     plan: list[tuple[Path, Path]] = []
     single_file = len(items) == 1 and items[0].is_file()
@@ -190,7 +190,7 @@ def convert_paths(
     src_norm = normalize_syntax(src_syntax) if src_syntax else None
     out_path = Path(out)
     summary = ConvertSummary()
-    for src, dst in _plan(inputs, out_path):
+    for src, dst in plan_conversions(inputs, out_path):
         try:
             if src.resolve() == dst.resolve():
                 raise TranscodeError(f"{src}: output would overwrite the input")

@@ -1,0 +1,28 @@
+"""The patient/study/series/instance index (DESIGN §2 "Index and queue").
+
+Usage::
+
+    from gateway.index import Index, FileRecord, extract_attributes
+
+    attrs = extract_attributes(dataset_bytes, transfer_syntax_uid)   # header only
+    idx = Index("sqlite:////var/lib/dicom-gateway/index.db")        # migrates to head
+    with idx.transaction() as tx:                                    # durable on exit
+        tx.store_instance(attrs, FileRecord(path, size, sha256, transfer_syntax_uid))
+
+``IndexUnavailable`` means the database cannot be used now (the storage service
+answers A710); ``UnreadableDataset`` means the object cannot be indexed.
+"""
+
+from __future__ import annotations
+
+from gateway.index.attrs import InstanceAttrs, UnreadableDataset, extract_attributes, normalize_pn
+from gateway.index.store import (FileRecord, Index, IndexUnavailable, PatientNode, SeriesNode,
+                                 StoredInstance, StudyNode, Transaction, alembic_config,
+                                 wildcard_to_like)
+
+# The name the first API sketch used; UnreadableDataset is the one to use.
+AttributeError_ = UnreadableDataset
+
+__all__ = ["Index", "Transaction", "InstanceAttrs", "FileRecord", "StoredInstance", "IndexUnavailable",
+           "UnreadableDataset", "AttributeError_", "extract_attributes", "normalize_pn",
+           "PatientNode", "StudyNode", "SeriesNode", "alembic_config", "wildcard_to_like"]

@@ -1,0 +1,115 @@
+"""The index schema: SQLAlchemy Core tables, portable to SQLite and PostgreSQL.
+
+One row per patient (unique Patient ID, DAT-4), study, series, instance and
+stored file. The columns are the Q/R keys of seed 000 tables 4-38..4-40 and seed
+003 sections 4.4/5.4 (QRS-3). Derived study keys (Modalities in Study, Number of
+Study Related Series/Instances) are computed at query time, never stored, so they
+cannot go stale.
+
+Types are the portable subset: String without a length (VARCHAR/TEXT: values from
+the wire may exceed their VR's maximum and must still be indexed), Integer,
+BigInteger, Float, DateTime (naive UTC). Changing a table needs a new revision in
+``migrations/versions``; ``tests/test_index.py`` checks that the migrated
+database matches this module.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
+                        String, Table)
+
+__all__ = ["metadata", "patients", "studies", "series", "instances", "files"]
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+Text = String  # unbounded VARCHAR on PostgreSQL, TEXT affinity on SQLite
+
+patients = Table(
+    "patients", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", Text, nullable=False, unique=True),  # DAT-4: same ID = same patient
+    Column("issuer_of_patient_id", Text),
+    Column("patient_name", Text),          # decoded (DAT-3), component groups joined by '='
+    Column("patient_name_search", Text),   # normalize_pn(): upper case, '^'/'=' kept (QRS-3)
+    Column("birth_date", Text),
+    Column("birth_time", Text),
+    Column("sex", Text),
+    Column("other_patient_ids", Text),
+    Column("specific_character_set", Text),
+    # received_at of the object the demographics come from (QRS-7: latest wins)
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_patients_patient_name_search", patients.c.patient_name_search)
+
+studies = Table(
+    "studies", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_instance_uid", Text, nullable=False, unique=True),
+    Column("patient_fk", Integer, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("study_date", Text, index=True),
+    Column("study_time", Text),
+    Column("accession_number", Text, index=True),
+    Column("study_id", Text),
+    Column("study_description", Text),
+    Column("referring_physician_name", Text),
+    Column("referring_physician_name_search", Text),
+    Column("patient_age", Text),
+    Column("patient_size", Float),
+    Column("patient_weight", Float),
+    Column("specific_character_set", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+series = Table(
+    "series", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_instance_uid", Text, nullable=False, unique=True),
+    Column("study_fk", Integer, ForeignKey("studies.id"), nullable=False, index=True),
+    Column("modality", Text, index=True),
+    Column("series_number", Integer),
+    Column("series_description", Text),
+    Column("series_date", Text),
+    Column("series_time", Text),
+    Column("body_part_examined", Text),
+    Column("protocol_name", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+instances = Table(
+    "instances", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sop_instance_uid", Text, nullable=False, unique=True),
+    Column("series_fk", Integer, ForeignKey("series.id"), nullable=False, index=True),
+    Column("sop_class_uid", Text, nullable=False),
+    Column("instance_number", Integer),
+    Column("content_date", Text),
+    Column("content_time", Text),
+    Column("number_of_frames", Integer),
+    Column("image_type", Text),
+    Column("image_id", Text),
+    Column("rows", Integer),
+    Column("columns", Integer),
+    Column("specific_character_set", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# One row per stored object file; exactly one per instance (STO-6 replaces it).
+files = Table(
+    "files", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instance_fk", Integer, ForeignKey("instances.id", ondelete="CASCADE"),
+           nullable=False, unique=True),
+    Column("path", Text, nullable=False, index=True),  # relative to the backend's storage root, '/' separators
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("transfer_syntax_uid", Text, nullable=False),
+    Column("backend", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),  # naive UTC
+    Column("calling_ae", Text, nullable=False),
+    Column("called_ae", Text, nullable=False),
+)
