@@ -8,15 +8,15 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # Real peers the tests talk to (DCMTK, Orthanc).
-if ! [ -x /usr/bin/dcmdump ] || ! [ -x /usr/sbin/Orthanc ]; then
+if ! [ -x /usr/bin/dcmdump ] || ! [ -x /usr/sbin/Orthanc ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dcmtk orthanc >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dcmtk orthanc postgresql >/dev/null
 fi
 # Orthanc's package starts a system service on 4242/8042; tests start their own.
 $SUDO systemctl stop orthanc >/dev/null 2>&1 || $SUDO service orthanc stop >/dev/null 2>&1 || true
 
 # The project (Rust extension built by maturin) and its built-in plugins.
-python3 -m pip install -q --disable-pip-version-check ".[test]" ./plugins
+python3 -m pip install -q --disable-pip-version-check ".[test,postgres]" ./plugins
 
 # Rust: unit and property tests of the pure crates, then bounded fuzzing.
 cargo test -q -p dicom-gateway-codec -p dicom-gateway-dataset

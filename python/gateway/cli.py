@@ -57,14 +57,9 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_config
     from gateway.plugins import load_host
 
-    try:
-        config = load_config(Path(args.config) if args.config else None)
-    except ConfigError as exc:
-        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
+    config = _load(args)
     host = load_host(config.disabled_plugins, config.plugins.modules)
     rows = [("plugin", "version", "distribution", "hooks", "services")]
     for info in host.list():
@@ -101,6 +96,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     for src, why in summary.failed:
         print(f"failed: {src}: {why}", file=sys.stderr)
     return 0 if summary.ok else 1
+
+
+def _load(args: argparse.Namespace):
+    """The config named by --config (or embedded defaults), or exit 2 with its errors."""
+    from gateway.config import ConfigError, load_config
+
+    overrides = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else None
+    try:
+        return load_config(Path(args.config) if args.config else None, overrides)
+    except ConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from gateway.index import Index, IndexUnavailable
+    from gateway.index.cli import ls_command
+
+    config = _load(args)
+    try:
+        index = Index(config.effective_database_url())
+    except IndexUnavailable as exc:
+        print(f"dicom-gateway ls: index unavailable: {exc}", file=sys.stderr)
+        return 2
+    return ls_command(index, args)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -160,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="output file (one input file) or folder")
     p.add_argument("--syntax", required=True, help="implicit | explicit-le | explicit-be (or a UID)")
     p.set_defaults(func=_cmd_convert)
+
+    from gateway.index.cli import LS_EXAMPLES, add_ls_arguments
+
+    p = sub.add_parser("ls", help="list patients, studies and series in the index (a tree with counts)",
+                       epilog=LS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="DIR")
+    p.add_argument("--data-dir", help="data directory (default from config)")
+    add_ls_arguments(p)
+    p.set_defaults(func=_cmd_ls)
 
     p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
     p.add_argument("--config", metavar="DIR")

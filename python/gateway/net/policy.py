@@ -38,9 +38,9 @@ def check(assoc: Any, rq: Any, active: int) -> Rejection | None:
     return None
 
 
-def on_requested(event: Any) -> None:
-    assoc = event.assoc
+def _decide(assoc: Any) -> Rejection | None:
     rq = assoc.requestor.primitive
+    requestor = assoc.requestor
     host, port = assoc.gw_peer
     info = AssociationInfo(
         id=assoc.gw_id,
@@ -49,23 +49,37 @@ def on_requested(event: Any) -> None:
         peer_host=host,
         peer_port=port,
         local_port=assoc.gw_local_port,
-        max_pdu=int(rq.maximum_length_received or 0),
-        implementation_class_uid=str(rq.implementation_class_uid or ""),
-        implementation_version_name=str(rq.implementation_version_name or ""),
+        max_pdu=int(requestor.maximum_length or 0),
+        implementation_class_uid=str(requestor.implementation_class_uid or ""),
+        implementation_version_name=str(requestor.implementation_version_name or ""),
     )
     assoc.gw_info = info
-    runtime = assoc.gw_runtime
     rejection = check(assoc, rq, assoc.gw_counter.value)
     if rejection is None:
         request = AssociationRequest(info, tuple(str(cx.abstract_syntax) for cx in rq.presentation_context_definition_list))
         try:
-            rejection = runtime.plugins.call("gateway_association_requested", request=request)
+            rejection = assoc.gw_runtime.plugins.call("gateway_association_requested", request=request)
         except HookError as exc:
             rejection = Rejection(2, 2, 1, f"policy plugin failed: {exc}")  # transient, ACSE, no reason
+    return rejection
+
+
+def on_requested(event: Any) -> None:
+    assoc = event.assoc
+    runtime = assoc.gw_runtime
+    try:
+        rejection = _decide(assoc)
+    except Exception as exc:
+        # pynetdicom would carry on negotiating after a raising handler: fail closed.
+        log.error("association policy failed; rejecting", exc_info=exc)
+        rejection = Rejection(2, 2, 1, f"internal error: {exc!r}")
+    info = assoc.gw_info
+    host, port = assoc.gw_peer
     if rejection is not None:
         METRICS.inc("gateway_associations_rejected_total", reason=rejection.reason, source=rejection.source)
         log.warning("association rejected", extra={
-            "calling_ae": info.calling_ae, "called_ae": info.called_ae, "peer": f"{host}:{port}",
+            "calling_ae": info.calling_ae if info else None, "called_ae": info.called_ae if info else None,
+            "peer": f"{host}:{port}",
             "result": rejection.result, "source": rejection.source, "reason": rejection.reason, "why": rejection.why,
         })
         assoc.acse.send_reject(rejection.result, rejection.source, rejection.reason)
@@ -75,7 +89,7 @@ def on_requested(event: Any) -> None:
         return
     # The AC carries the called AE title the peer asked for (one listener, many AEs).
     assoc.acceptor.ae_title = info.called_ae
-    _apply_syntax_policy(runtime, rq)
+    _apply_syntax_policy(runtime, assoc.requestor.primitive)
 
 
 def _apply_syntax_policy(runtime: Any, rq: Any) -> None:

@@ -86,6 +86,12 @@ class ListenerServer(ThreadedAssociationServer):
         ae.require_called_aet = False  # our policy checks every listener's AE titles
         ae.maximum_associations = 1 << 20  # our own counter enforces the cap
         super().__init__(ae, (bind, port), "DICOM_GATEWAY", [], request_handler=_Handler)
+        ae._servers.append(self)  # pynetdicom's shutdown() expects to find us there
+
+    def service_actions(self) -> None:
+        # pynetdicom runs gc.collect() here every 60 polls; our associations
+        # are freed when their connection thread ends.
+        pass
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,8 +121,7 @@ class ListenerServer(ThreadedAssociationServer):
         self._thread.start()
 
     def stop_accepting(self) -> None:
-        self.shutdown()
-        self.socket.close()
+        self.shutdown()  # stops serve_forever and closes the listening socket
 
 
 class Listeners:

@@ -1,0 +1,174 @@
+"""The configuration schema: every operator-facing key, its default and its check.
+
+Keys are a user interface (DESIGN §4): extend, don't rename. Every model
+forbids unknown keys so a typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def _ae_title(value: str) -> str:
+    # PS3.5 6.2 AE: 1-16 characters of the default repertoire, no backslash or
+    # control characters, not all spaces.
+    if not 1 <= len(value) <= 16:
+        raise ValueError(f"an AE title has 1 to 16 characters, got {len(value)}")
+    if value.strip() == "":
+        raise ValueError("an AE title cannot be all spaces")
+    if "\\" in value or any(ord(c) < 0x20 or ord(c) > 0x7E for c in value):
+        raise ValueError("an AE title has printable ASCII characters only, no backslash")
+    return value.strip()
+
+
+def _uid(value: str) -> str:
+    if len(value) > 64 or not _UID.match(value):
+        raise ValueError("a UID is up to 64 digits and dots, like 1.2.826.0.1.3680043.10.1472.1")
+    return value
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+UID = Annotated[str, AfterValidator(_uid)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(_Model):
+    ae_title: AETitle = "DICOM_GATEWAY"
+    data_dir: str = "./gateway-data"
+    database_url: str = ""
+    workers: int = Field(0, ge=0, le=256, description="0 = one per CPU")
+    implementation_class_uid: UID = IMPLEMENTATION_CLASS_UID  # STO-11
+    implementation_version_name: str = Field(IMPLEMENTATION_VERSION_NAME, min_length=1, max_length=16)
+    max_associations: int = Field(0, ge=0, description="STO-9: 0 = unlimited")
+    max_pdu: int = Field(65536, ge=0, description="STO-10: largest PDU we receive, 0 = unlimited")
+    max_message: int = Field(0, ge=0, description="largest dataset accepted, 0 = unlimited")
+    spool_threshold: int = Field(1 << 20, ge=0)
+    acse_timeout: Seconds = 30.0
+    dimse_timeout: Seconds = 60.0
+    network_timeout: Seconds = 600.0
+    plugin_timeout: Seconds = Field(60.0, description="a service call longer than this is answered with a failure; 0 = no bound")
+    shutdown_grace: Seconds = 30.0
+    receive_path: Literal["rust", "pynetdicom"] = "rust"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("max_pdu")
+    @classmethod
+    def _pdu(cls, value: int) -> int:
+        if value and value < 1024:
+            raise ValueError("max_pdu is 0 (unlimited) or at least 1024 bytes")
+        return value
+
+
+class Listener(_Model):
+    port: Port = 11112
+    bind: str = "0.0.0.0"
+    ae_titles: list[AETitle] = Field(default_factory=list, description="called AE titles accepted (STO-4); default [node.ae_title]")
+    max_associations: int = Field(0, ge=0)
+
+
+class Http(_Model):
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: Port = 8104
+
+
+class PluginsSection(_Model):
+    disable: list[str] = Field(default_factory=list)
+    modules: list[str] = Field(default_factory=list, description="extra importable modules loaded as plugins")
+
+
+class Remote(_Model):
+    """remotes/<name>.toml (CFG-2, SND-6, SND-7, SND-8)."""
+
+    ae_title: AETitle
+    host: str
+    port: Port
+    calling_ae_title: AETitle | None = None
+    max_pdu: int = Field(16384, ge=0)
+    association_timeout: Seconds = 30.0
+    dimse_timeout: Seconds = 60.0
+    session_timeout: Seconds = 0.0
+    request_storage_commitment: bool = False
+    commitment_ae_title: AETitle | None = None
+    commitment_host: str | None = None
+    commitment_port: Port | None = None
+    treat_as_archive: bool = False
+    multiframe_sc_to_single: bool = False
+    color_sc: Literal["color", "grayscale", "both"] = "color"
+    transfer_syntaxes: list[UID] | None = None
+    allow_query: bool = True
+    allow_move: bool = True
+    allow_store: bool = True
+
+
+class Document(_Model):
+    """A free-form table (a route rule, a printer, a plugin's settings) and where it came from."""
+
+    file: str
+    line: int | None
+    name: str
+    body: dict[str, Any]
+
+
+class GatewayConfig(_Model):
+    node: Node = Field(default_factory=Node)
+    listeners: list[Listener] = Field(default_factory=list)
+    http: Http = Field(default_factory=Http)
+    plugins: PluginsSection = Field(default_factory=PluginsSection)
+    remotes: dict[str, Remote] = Field(default_factory=dict)
+    routes: list[Document] = Field(default_factory=list)
+    printers: dict[str, Document] = Field(default_factory=dict)
+    plugin_files: dict[str, Document] = Field(default_factory=dict)
+    source_dir: Path | None = None
+    digest: str = ""
+
+    @model_validator(mode="after")
+    def _default_listener_ae_titles(self) -> "GatewayConfig":
+        if not self.listeners:
+            object.__setattr__(self, "listeners", [Listener(ae_titles=[self.node.ae_title])])
+        else:
+            filled = [l if l.ae_titles else l.model_copy(update={"ae_titles": [self.node.ae_title]})
+                      for l in self.listeners]
+            object.__setattr__(self, "listeners", filled)
+        return self
+
+    def all_ae_titles(self) -> set[str]:
+        return {self.node.ae_title} | {ae for l in self.listeners for ae in l.ae_titles}
+
+    def listener_for_port(self, port: int) -> Listener | None:
+        return next((l for l in self.listeners if l.port == port), None)
+
+    def effective_database_url(self) -> str:
+        if self.node.database_url:
+            return self.node.database_url
+        return "sqlite:///" + str((Path(self.node.data_dir) / "index.db").resolve())
+
+    def effective_workers(self) -> int:
+        return self.node.workers or os.cpu_count() or 1
+
+    @property
+    def disabled_plugins(self) -> frozenset[str]:
+        off = {name for name, doc in self.plugin_files.items() if doc.body.get("enabled") is False}
+        return frozenset(self.plugins.disable) | off
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """The plugin's own settings from plugins/<name>.toml (without `enabled`)."""
+        doc = self.plugin_files.get(name)
+        if doc is None:
+            return {}
+        return {k: v for k, v in doc.body.items() if k != "enabled"}
