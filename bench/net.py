@@ -28,7 +28,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from io import BytesIO
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -114,16 +113,23 @@ def bench_echo(port: int, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def _encode_rq(prim) -> bytes:
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(prim)
+    return pdu.encode()
+
+
 def associate_rq() -> bytes:
     from pynetdicom.pdu import A_ASSOCIATE_RQ
     from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification, ImplementationClassUIDNotification
     from pynetdicom.presentation import build_context
+    from pynetdicom.transport import AddressInformation
 
     prim = A_ASSOCIATE()
     prim.application_context_name = "1.2.840.10008.3.1.1.1"
     prim.calling_ae_title, prim.called_ae_title = "RAWBENCH", "BENCH"
-    prim.calling_presentation_address = ("127.0.0.1", 1)
-    prim.called_presentation_address = ("127.0.0.1", 2)
+    prim.calling_presentation_address = AddressInformation("127.0.0.1", 1)
+    prim.called_presentation_address = AddressInformation("127.0.0.1", 2)
     cx = build_context(SC, [IMPLICIT])
     cx.context_id = 1
     prim.presentation_context_definition_list = [cx]
@@ -131,26 +137,22 @@ def associate_rq() -> bytes:
     ml.maximum_length_received = MAX_PDU
     ic.implementation_class_uid = "1.2.3.4"
     prim.user_information = [ml, ic]
-    return A_ASSOCIATE_RQ.from_primitive(prim).encode()
+    return _encode_rq(prim)
 
 
 def store_message(size: int) -> tuple[bytes, bytes]:
     from pydicom.dataset import Dataset
-    from pydicom.filewriter import write_dataset
+    from pynetdicom.dsutils import encode
 
     uid = "1.2.826.0.1.3680043.10.1472.98.1"
     ds = Dataset()
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SC, uid, "OT"
     ds.add_new(0x7FE00010, "OB", os.urandom(1024) * (size // 1024))
-    buf = BytesIO()
-    write_dataset(buf, ds, implicit_vr=True, little_endian=True)
     cmd = Dataset()
     cmd.AffectedSOPClassUID, cmd.CommandField, cmd.MessageID = SC, 0x0001, 1
     cmd.Priority, cmd.CommandDataSetType, cmd.AffectedSOPInstanceUID = 0, 0x0000, uid
-    body = BytesIO()
-    write_dataset(body, cmd, implicit_vr=True, little_endian=True)
-    group = struct.pack("<HHII", 0, 0, 4, len(body.getvalue()))
-    return group + body.getvalue(), buf.getvalue()
+    body = encode(cmd, True, True)
+    return struct.pack("<HHII", 0, 0, 4, len(body)) + body, encode(ds, True, True)
 
 
 def read_pdu(s: socket.socket) -> bytes:

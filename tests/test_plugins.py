@@ -134,7 +134,7 @@ def test_hook_association_closed(inprocess_gateway, tmp_path):
 
 def test_hook_instance_received(inprocess_gateway, tmp_path):
     import recorder
-    from pydicom.dataset import Dataset
+    from pydicom.dataset import Dataset, FileMetaDataset
     from pynetdicom import AE
 
     from test_transfer import TEST_SOP_CLASS
@@ -150,6 +150,8 @@ def test_hook_instance_received(inprocess_gateway, tmp_path):
             ds = Dataset()
             ds.SOPClassUID = TEST_SOP_CLASS
             ds.SOPInstanceUID = uid
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
             rsp = assoc.send_c_store(ds)
             statuses.append(int(rsp.Status))
             if uid == recorder.VETO_SOP_INSTANCE:

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pynetdicom import AE
 
 from conftest import basic_toml, free_port
@@ -72,6 +72,8 @@ def _store(port, sop_class):
     ds = Dataset()
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = "1.2.3.4.5"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
     try:
         rsp = assoc.send_c_store(ds)
         return int(rsp.Status)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite, write_dataset
+from pydicom.filewriter import dcmwrite
+from pynetdicom.dsutils import encode
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -40,9 +40,8 @@ def make_dataset(size: int, uid: str) -> Dataset:
 
 
 def encoded(ds: Dataset, syntax: str) -> bytes:
-    buf = BytesIO()
-    write_dataset(buf, ds, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=True)
-    return buf.getvalue()
+    """Exactly the bytes pynetdicom puts on the wire for ``ds``."""
+    return encode(ds, syntax == ImplicitVRLittleEndian, True)
 
 
 def send(port: int, items, syntax=ImplicitVRLittleEndian, max_pdu=16384):
@@ -55,6 +54,9 @@ def send(port: int, items, syntax=ImplicitVRLittleEndian, max_pdu=16384):
     statuses = []
     try:
         for item in items:
+            if isinstance(item, Dataset):
+                item.file_meta = FileMetaDataset()
+                item.file_meta.TransferSyntaxUID = syntax
             rsp = assoc.send_c_store(item)
             statuses.append(int(rsp.Status) if "Status" in rsp else None)
     finally:
@@ -108,8 +110,11 @@ def test_64mb_dataset(inprocess_gateway, tmp_path, receive_path, max_pdu):
 
 
 @pytest.mark.parametrize("receive_path", ["rust", "pynetdicom"])
-def test_zero_byte_dataset(inprocess_gateway, tmp_path, receive_path):
+def test_zero_byte_dataset(inprocess_gateway, tmp_path, receive_path, monkeypatch):
     """A C-STORE whose data set is empty (0 bytes): File Meta only, sent from a file."""
+    from pynetdicom import _config
+
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)  # send the file's bytes as they are
     port = free_port()
     data = tmp_path / "data"
     gw = inprocess_gateway(basic_toml(port, data, receive_path=receive_path, modules=["bytecheck"]))

@@ -89,7 +89,10 @@ class Worker:
             assocs = [a for a in assocs if a in self.listeners.associations()]
         for assoc in assocs:
             log.warning("grace period over; aborting association", extra={"assoc": assoc.gw_id})
-            assoc.abort()
+            if assoc.is_established:
+                assoc.abort()
+            elif assoc.dul.socket is not None:
+                assoc.dul.socket.close()  # not yet associated: just drop the connection
 
     # -- reload ----------------------------------------------------------------
     def _on_config(self, config: Any) -> None:

@@ -42,7 +42,7 @@ _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gw-plugin")
 
 def _context(event: Any) -> PresentationContextInfo:
     cx = event.context
-    return PresentationContextInfo(cx.context_id, str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+    return PresentationContextInfo(cx.context_id, str(cx.abstract_syntax), str(cx.transfer_syntax))
 
 
 def _bounded(fn: Callable[[], Any], timeout: float | None) -> Any:

@@ -225,6 +225,9 @@ class FastDUL(DULServiceProvider):
                 sock.close()
         elif kind == "closed":
             sock.close()  # puts Evt17
+            if state == "Sta2":
+                # Closed before any A-ASSOCIATE-RQ: end the acceptor's wait now.
+                self.to_user_queue.put(None)  # type: ignore[arg-type]
         elif kind == "error":
             _, reason, description = result
             self._protocol_error(state, reason, description)

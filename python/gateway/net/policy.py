@@ -54,6 +54,10 @@ def _decide(assoc: Any) -> Rejection | None:
         implementation_version_name=str(requestor.implementation_version_name or ""),
     )
     assoc.gw_info = info
+    # Count association requests, not TCP connections: a port probe that
+    # never sends an A-ASSOCIATE-RQ takes no slot (STO-9).
+    assoc.gw_counter.add(1)
+    assoc.gw_counted = True
     rejection = check(assoc, rq, assoc.gw_counter.value)
     if rejection is None:
         request = AssociationRequest(info, tuple(str(cx.abstract_syntax) for cx in rq.presentation_context_definition_list))

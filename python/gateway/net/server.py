@@ -59,13 +59,13 @@ class _Handler(RequestHandler):
         assoc.requestor.address_info = self.remote
         for event, handler in policy.HANDLERS + dispatch.HANDLERS:
             assoc.bind(event, handler)
-        srv.counter.add(1)
         srv.track(assoc, True)
         try:
             # Run in this connection thread: no second thread per association.
             assoc.run()
         finally:
-            srv.counter.add(-1)
+            if getattr(assoc, "gw_counted", False):
+                srv.counter.add(-1)
             srv.track(assoc, False)
             if assoc.gw_info is not None and assoc.is_rejected is False:
                 reason = "released" if assoc.is_released else "aborted" if assoc.is_aborted else "closed"
@@ -160,5 +160,5 @@ class Listeners:
         return [a for srv in self.servers.values() for a in srv.associations]
 
     def close(self) -> None:
-        for srv in self.servers.values():
-            srv.stop_accepting()
+        while self.servers:
+            self.servers.popitem()[1].stop_accepting()
