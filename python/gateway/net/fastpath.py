@@ -189,6 +189,10 @@ class FastDUL(DULServiceProvider):
         return budget
 
     def _transport_event(self) -> None:
+        if not self.event_queue.empty():
+            # Let the state machine catch up first: what a received PDU means
+            # (e.g. reject vs abort) depends on the current state.
+            return
         sock = self.socket
         if sock is None or sock.socket is None:
             # No connection (Sta1 or closed): just wait to be woken.
