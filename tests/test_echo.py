@@ -78,8 +78,10 @@ def test_our_echo_exit_codes(served):
 
 
 def test_sigterm_exits_cleanly(served):
+    served.wait_for_output("gateway ready")
     assert served.stop(signal.SIGTERM) == 0
-    assert "stopping" in served.output()
+    out = served.output()
+    assert "stopping" in out and "shutting down" in out
 
 
 def test_serve_on_embedded_defaults(gateway_process, tmp_path):

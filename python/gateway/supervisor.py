@@ -27,6 +27,8 @@ _ctx = multiprocessing.get_context("fork")
 
 
 def _worker_main(config: Any, config_dir: Path | None, overrides: dict, shared: Any, index: int, ready: Any) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # the worker installs its own once serving
     try:
         worker = Worker(config, config_dir, overrides, Counter(shared), index).start()
     except Exception as exc:
@@ -53,6 +55,8 @@ class Supervisor:
         self.procs[index] = p
 
     def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.run_dir.glob("metrics-*.json"):
             stale.unlink()
@@ -62,15 +66,14 @@ class Supervisor:
             self._spawn(i, ready)
         for _ in range(n):
             index, error = ready.get(timeout=120)
-            if error:
-                log.error("worker failed to start", extra={"worker": index, "error": error})
+            if error or self.stopping.is_set():
+                if error:
+                    log.error("worker failed to start", extra={"worker": index, "error": error})
                 self._terminate()
-                return 3
+                return 3 if error else 0
         log.info("gateway ready", extra={
             "workers": n, "ports": [l.port for l in self.config.listeners],
             "ae_titles": sorted(self.config.all_ae_titles()), "pid": os.getpid()})
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stopping.set())
         http = self._start_http()
         while not self.stopping.wait(0.5):
             for index, p in list(self.procs.items()):
