@@ -25,5 +25,8 @@ for target in rust/codec/fuzz rust/dataset/fuzz; do
   [ -x "$target/run.sh" ] && "$target/run.sh" "$FUZZ_SECONDS"
 done
 
+# The compiled module's typed stubs match what it exports (STYLE 4).
+python3 -m mypy.stubtest gateway._rust
+
 # Python: unit and integration tests against real peers.
 python3 -m pytest -q -p no:cacheprovider "$@"

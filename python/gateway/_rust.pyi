@@ -1,3 +1,33 @@
+"""Typed stubs for the compiled module gateway._rust (checked by mypy.stubtest)."""
+
+__version__: str
+
+# ---- BEGIN net (rust/py/src/net.rs) ----
+class Receiver:
+    def __init__(
+        self,
+        fd: int,
+        *,
+        max_pdu: int,
+        max_message: int,
+        spool_dir: str,
+        spool_threshold: int,
+        control_pdu_limit: int = 1048576,
+    ) -> None: ...
+    def receive(self, timeout: float | None, wake_fd: int = -1) -> tuple: ...
+    def feed(self, data: bytes) -> list[tuple]: ...
+    @property
+    def max_pdu(self) -> int: ...
+    @max_pdu.setter
+    def max_pdu(self, value: int) -> None: ...
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def mid_message(self) -> bool: ...
+
+def fragment_message(context_id: int, command: bytes, dataset: bytes | None, max_pdu: int) -> list[bytes]: ...
+def decode_pdu(data: bytes) -> dict: ...
+# ---- END net ----
 
 # ---- BEGIN transcode (rust/py/src/transcode.rs) ----
 import os as _os
