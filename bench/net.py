@@ -30,6 +30,11 @@ import textwrap
 import time
 from pathlib import Path
 
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE, ImplementationClassUIDNotification, MaximumLengthNotification
+from pynetdicom.presentation import build_context
+from pynetdicom.transport import AddressInformation
+
 HERE = Path(__file__).resolve().parent
 ENV = dict(os.environ, TCP_NODELAY="1", PYTHONPATH=str(HERE / "plugins"))
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -120,11 +125,6 @@ def _encode_rq(prim) -> bytes:
 
 
 def associate_rq() -> bytes:
-    from pynetdicom.pdu import A_ASSOCIATE_RQ
-    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification, ImplementationClassUIDNotification
-    from pynetdicom.presentation import build_context
-    from pynetdicom.transport import AddressInformation
-
     prim = A_ASSOCIATE()
     prim.application_context_name = "1.2.840.10008.3.1.1.1"
     prim.calling_ae_title, prim.called_ae_title = "RAWBENCH", "BENCH"

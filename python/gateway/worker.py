@@ -82,6 +82,8 @@ class Worker:
         log.info("shutting down", extra={"associations": len(assocs), "grace_s": grace})
         for assoc in assocs:
             assoc.gw_draining = True
+            if assoc.gw_info is None and assoc.dul.socket is not None:
+                assoc.dul.socket.close()  # connected but never asked for an association
         deadline = time.monotonic() + grace
         while assocs and time.monotonic() < deadline:
             time.sleep(0.05)
