@@ -72,11 +72,12 @@ def gateway_config_loaded(config: Any) -> list[str] | None:
 
 
 @hookspec(firstresult=True)
-def gateway_association_requested(request: "AssociationRequest") -> "Rejection | None":
+def gateway_association_requested(request: "AssociationRequest", config: Any) -> "Rejection | None":
     """Decide whether to accept an association, before negotiation.
 
     Called for each A-ASSOCIATE-RQ that passed the core's own policy (called
-    AE title, application context, association limits — STO-4, STO-9).
+    AE title, application context, association limits — STO-4, STO-9), with
+    the config generation the association will run on.
     Return a :class:`gateway.messages.Rejection` to send an A-ASSOCIATE-RJ
     with that result/source/reason, or ``None`` to let it through. The first
     non-``None`` result wins (firstresult).

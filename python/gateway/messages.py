@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 UNCOMPRESSED_SYNTAXES = (
     "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
@@ -131,11 +131,13 @@ class DatasetPayload:
 
 @dataclass
 class DimseRequest:
-    """Fields every DIMSE request carries."""
+    """Fields every DIMSE request carries, and the config generation the
+    association started on (read settings from it, not from module state)."""
 
     association: AssociationInfo
     context: PresentationContextInfo
     message_id: int
+    config: Any = None
 
 
 @dataclass

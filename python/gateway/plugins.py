@@ -64,6 +64,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.storage_backends = BackendRegistry("storage backend")
+        self.services.storage_backends = self.storage_backends
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------

@@ -35,11 +35,10 @@ class Service:
     sop_classes: tuple[str, ...] | Callable[[Any], Iterable[str]]
     handler: Any
     transfer_syntaxes: tuple[str, ...] = UNCOMPRESSED_SYNTAXES
-    #: STO-3: "proposer" accepts the first of the peer's syntaxes we support
-    #: (GENIE); "acceptor" picks by the order of ``transfer_syntaxes``
-    #: (Philips: Explicit LE > Explicit BE > Implicit LE). May be a callable
-    #: of the config.
-    syntax_policy: str | Callable[[Any], str] = "proposer"
+    #: STO-3: "acceptor" picks by the order of ``transfer_syntaxes`` (Philips:
+    #: Explicit LE > Explicit BE > Implicit LE); "proposer" takes the first of
+    #: the peer's syntaxes we support (GENIE). May be a callable of the config.
+    syntax_policy: str | Callable[[Any], str] = "acceptor"
     role: str = "scp"
     description: str = ""
     # Name of the plugin that registered it (filled in by the registry).
@@ -66,6 +65,10 @@ class ServiceRegistry:
     """Collects services from `gateway_register_services`."""
 
     services: dict[str, Service] = field(default_factory=dict)
+    #: The same host's storage backends, so a service can open the backend
+    #: its config names when it handles a request (registration order of
+    #: plugins does not matter: look it up at request time).
+    storage_backends: "BackendRegistry | None" = None
     _current_plugin: str = ""
 
     def add(self, service: Service) -> None:

@@ -29,7 +29,7 @@ def gateway_register_services(registry):
 
 
 @hookimpl
-def gateway_association_requested(request):
+def gateway_association_requested(request, config):
     # SEC-2-style policy from a plugin: refuse one calling AE title.
     if request.association.calling_ae == "BLOCKED_AE":
         from gateway.messages import Rejection

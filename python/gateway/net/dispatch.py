@@ -107,7 +107,7 @@ def dispatch(event: Any, operation: str, request: Any) -> int | Dataset:
 
 
 def on_c_echo(event: Any) -> int | Dataset:
-    req = EchoRequest(event.assoc.gw_info, _context(event), event.request.MessageID)
+    req = EchoRequest(event.assoc.gw_info, _context(event), event.request.MessageID, event.assoc.gw_runtime.config)
     return dispatch(event, "c_echo", req)
 
 
@@ -120,6 +120,7 @@ def on_c_store(event: Any) -> int | Dataset:
         event.assoc.gw_info,
         _context(event),
         rq.MessageID,
+        event.assoc.gw_runtime.config,
         sop_class_uid=str(rq.AffectedSOPClassUID),
         sop_instance_uid=str(rq.AffectedSOPInstanceUID),
         priority=int(rq.Priority or 0),

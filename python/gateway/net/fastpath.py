@@ -141,6 +141,7 @@ class FastDUL(DULServiceProvider):
         try:
             self._loop()
         finally:
+            self._receiver = None  # frees its buffers and any partial spool file now
             self.activity.set()
             try:
                 os.close(self._wake_fd)

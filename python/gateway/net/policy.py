@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pynetdicom import evt
+from pynetdicom import build_context, evt
 
 from gateway.messages import AssociationInfo, AssociationRequest, Rejection
 from gateway.metrics import METRICS
@@ -62,7 +62,8 @@ def _decide(assoc: Any) -> Rejection | None:
     if rejection is None:
         request = AssociationRequest(info, tuple(str(cx.abstract_syntax) for cx in rq.presentation_context_definition_list))
         try:
-            rejection = assoc.gw_runtime.plugins.call("gateway_association_requested", request=request)
+            rejection = assoc.gw_runtime.plugins.call("gateway_association_requested", request=request,
+                                                      config=assoc.gw_runtime.config)
         except HookError as exc:
             rejection = Rejection(2, 2, 1, f"policy plugin failed: {exc}")  # transient, ACSE, no reason
     return rejection
@@ -93,20 +94,34 @@ def on_requested(event: Any) -> None:
         return
     # The AC carries the called AE title the peer asked for (one listener, many AEs).
     assoc.acceptor.ae_title = info.called_ae
-    _apply_syntax_policy(runtime, assoc.requestor.primitive)
+    _apply_syntax_policy(assoc, runtime, assoc.requestor.primitive)
 
 
-def _apply_syntax_policy(runtime: Any, rq: Any) -> None:
-    """STO-3: where a service prefers its own syntax order, reorder the
-    proposed syntaxes by it. pynetdicom accepts the first proposed syntax it
-    supports, so this makes the acceptor's preference win."""
+def _apply_syntax_policy(assoc: Any, runtime: Any, rq: Any) -> None:
+    """STO-3. pynetdicom accepts, per context, the first of the *acceptor's*
+    syntaxes that the peer proposed: the "acceptor" policy (Philips order) is
+    its default. For services with the "proposer" policy (GENIE), this
+    association gets copies of those contexts ordered as the peer proposed."""
     table = runtime.scp_table
+    proposed: dict[str, list[str]] = {}
     for cx in rq.presentation_context_definition_list:
-        services = table.get(str(cx.abstract_syntax))
-        if not services or services[0].resolve_syntax_policy(runtime.config) != "acceptor":
+        uid = str(cx.abstract_syntax)
+        services = table.get(uid)
+        if services and services[0].resolve_syntax_policy(runtime.config) == "proposer":
+            proposed.setdefault(uid, [str(ts) for ts in cx.transfer_syntax])
+    if not proposed:
+        return
+    contexts = []
+    for ac in runtime.contexts:
+        order = proposed.get(str(ac.abstract_syntax))
+        if order is None:
+            contexts.append(ac)
             continue
-        order = {ts: i for i, ts in enumerate(services[0].transfer_syntaxes)}
-        cx._transfer_syntax = sorted(cx.transfer_syntax, key=lambda ts: order.get(str(ts), len(order)))
+        rank = {ts: i for i, ts in enumerate(order)}
+        ordered = build_context(ac.abstract_syntax, sorted(ac.transfer_syntax, key=lambda ts: rank.get(str(ts), len(rank))))
+        ordered.scp_role, ordered.scu_role = ac.scp_role, ac.scu_role
+        contexts.append(ordered)
+    assoc.acceptor.supported_contexts = contexts
 
 
 def on_accepted(event: Any) -> None:

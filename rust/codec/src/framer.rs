@@ -162,6 +162,9 @@ impl Receiver {
                         return Ok(());
                     }
                     pdu::decode(&self.pending)?;
+                    // A control PDU (an A-ABORT, typically) in the middle of a
+                    // message ends that message: drop it and its spool file.
+                    self.assembler.reset();
                     let bytes = std::mem::replace(&mut self.pending, Vec::with_capacity(256));
                     self.events.push_back(Event::Pdu { pdu_type, bytes });
                     self.state = State::Header;

@@ -99,6 +99,15 @@ fn partial_spool_file_is_removed_on_error() {
     assert!(rx.is_mid_message());
     assert!(feed_chunks(&mut rx, &bytes[200_000..], 4096).is_err());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // An A-ABORT in the middle of a message discards it and its spool file.
+    let mut rx = receiver(16384, Some(SpoolConfig { dir: dir.clone(), threshold: 10_000 }));
+    let first_ten = fragment_message(1, &command(true), Some(&ds), 16384)[..10].concat();
+    let _ = feed_chunks(&mut rx, &first_ten, 4096).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let events = feed_chunks(&mut rx, &dicom_gateway_codec::pdu::abort_pdu(0), 3).unwrap();
+    assert!(matches!(&events[..], [Event::Pdu { pdu_type: 7, .. }]));
+    assert!(!rx.is_mid_message());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     // Dropping an unfinished receiver also removes its spool file.
     let mut rx = receiver(16384, Some(SpoolConfig { dir: dir.clone(), threshold: 10_000 }));
     let _ = feed_chunks(&mut rx, &bytes[..200_000], 4096).unwrap();

@@ -1,0 +1,313 @@
+"""Storage service class SCP (PS3.4 Annex B): the import server.
+
+Accepts the STO-1 SOP classes (or any storage SOP class) in the three
+uncompressed syntaxes (STO-2) with the configured selection policy (STO-3),
+keeps each object byte-for-byte as received (STO-5), indexes it, and answers
+Success only after file and index row are durable (STO-7). Duplicates follow
+STO-6; failures map to the statuses of STO-8, standard or GENIE private.
+
+Settings: ``plugins/storage.toml`` (see docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from gateway import dictionaries
+from gateway.hookspecs import hookimpl
+from gateway.index import FileRecord, IndexUnavailable, UnreadableDataset, extract_attributes, shared
+from gateway.messages import DatasetPayload, Rejection, Response, StoreRequest
+from gateway.metrics import METRICS
+from gateway.services import Service
+from gateway.status import Status
+
+log = logging.getLogger("gateway.storage")
+dictionaries.register()
+
+EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"
+
+# STO-1
+IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image Storage",
+    "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image Storage",
+}
+SEED_SOP_CLASSES = {
+    **IMAGE_SOP_CLASSES,
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set Storage",
+    "1.2.840.10008.5.1.4.1.1.9": "Standalone Curve Storage (retired)",
+    "1.2.840.113619.4.27": "GE GENIE private (protocol and series data)",
+}
+
+# STO-8: each condition's status, standard or GENIE private (seed 003).
+STATUS = {
+    "standard": {
+        "out_of_resources": Status.REFUSED_OUT_OF_RESOURCES,
+        "index_unavailable": Status.REFUSED_OUT_OF_RESOURCES,
+        "cannot_understand": Status.CANNOT_UNDERSTAND,
+        "sop_class_mismatch": Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+        "no_pixel_data": Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+        "duplicate": 0x0111,  # PS3.7 C.4: Duplicate SOP Instance
+        "internal": Status.UNABLE_TO_PROCESS,
+    },
+    "genie": {
+        "out_of_resources": Status.REFUSED_OUT_OF_RESOURCES,
+        "index_unavailable": Status.GENIE_NOT_WRITTEN,
+        "cannot_understand": Status.GENIE_CANNOT_UNDERSTAND_STREAM,
+        "sop_class_mismatch": Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+        "no_pixel_data": Status.GENIE_NO_PIXEL_DATA,
+        "duplicate": Status.GENIE_NOT_WRITTEN,
+        "internal": Status.GENIE_INTERNAL_ERROR,
+    },
+}
+
+
+def _size(value: str | int) -> int | float:
+    """'2GB', '500 MB', 1048576 (bytes) or '5%' (of the filesystem, as a fraction)."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().replace(" ", "")
+    if text.endswith("%"):
+        return float(text[:-1]) / 100.0
+    for unit, factor in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)):
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
+
+
+class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sop_classes: Literal["seed", "any"] = "seed"
+    syntax_policy: Literal["prefer-explicit-le", "proposer-order"] = "prefer-explicit-le"
+    duplicate_policy: Literal["overwrite", "keep-first", "reject"] = "overwrite"
+    status_codes: Literal["standard", "genie"] = "standard"
+    backend: str = "filesystem"
+    root: str = ""  # default <data_dir>/archive
+    low_water_mark: str | int = "1%"
+    check_sop_class: bool = True
+    require_pixel_data: bool = True
+
+    @field_validator("low_water_mark")
+    @classmethod
+    def _lwm(cls, value: str | int) -> str | int:
+        try:
+            parsed = _size(value)
+        except ValueError:
+            raise ValueError("write bytes (1073741824), a size ('2GB') or a percentage ('5%')") from None
+        if isinstance(parsed, float) and not 0 <= parsed < 1:
+            raise ValueError("a percentage between 0% and 100%")
+        return value
+
+
+def settings_of(config: Any) -> StorageSettings:
+    return StorageSettings.model_validate(config.plugin_settings("storage")) if config is not None else StorageSettings()
+
+
+def storage_root(config: Any, s: StorageSettings) -> Path:
+    return Path(s.root) if s.root else Path(config.node.data_dir) / "archive"
+
+
+def _sop_classes(config: Any) -> list[str]:
+    if settings_of(config).sop_classes == "any":
+        from pynetdicom.sop_class import _STORAGE_CLASSES
+
+        return sorted(set(_STORAGE_CLASSES.values()) | set(SEED_SOP_CLASSES))
+    return list(SEED_SOP_CLASSES)
+
+
+def _syntax_policy(config: Any) -> str:
+    return "acceptor" if settings_of(config).syntax_policy == "prefer-explicit-le" else "proposer"
+
+
+def file_meta(sop_class: str, sop_instance: str, syntax: str, impl_uid: str, impl_version: str,
+              source_ae: str) -> bytes:
+    """Preamble, 'DICM' and the File Meta group (PS3.10 7.1), explicit VR LE."""
+
+    def elem(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+        if len(value) % 2:
+            value += pad
+        if vr == b"OB":
+            return b"\x02\x00" + element.to_bytes(2, "little") + vr + b"\x00\x00" + len(value).to_bytes(4, "little") + value
+        return b"\x02\x00" + element.to_bytes(2, "little") + vr + len(value).to_bytes(2, "little") + value
+
+    body = b"".join((
+        elem(0x0001, b"OB", b"\x00\x01", b"\x00"),
+        elem(0x0002, b"UI", sop_class.encode(), b"\x00"),
+        elem(0x0003, b"UI", sop_instance.encode(), b"\x00"),
+        elem(0x0010, b"UI", syntax.encode(), b"\x00"),
+        elem(0x0012, b"UI", impl_uid.encode(), b"\x00"),
+        elem(0x0013, b"SH", impl_version.encode(), b" "),
+        elem(0x0016, b"AE", source_ae.encode(), b" ") if source_ae else b"",
+    ))
+    group_length = b"\x02\x00\x00\x00UL\x04\x00" + len(body).to_bytes(4, "little")
+    return b"\x00" * 128 + b"DICM" + group_length + body
+
+
+def _has_pixel_data(payload: DatasetPayload, syntax: str) -> bool:
+    """Whether (7FE0,0010) is present, reading headers only (values are skipped)."""
+    from pydicom.filereader import read_dataset
+
+    implicit, little = syntax == IMPLICIT_LE, syntax != EXPLICIT_BE
+    with payload.open() as fh:
+        read_dataset(fh, implicit, little, stop_when=lambda tag, vr, length: tag == 0x7FE00010, defer_size=256)
+        tag = fh.read(4)
+    if len(tag) < 4:
+        return False
+    return tag == (b"\xe0\x7f\x10\x00" if little else b"\x7f\xe0\x00\x10")
+
+
+def _digest(payload: DatasetPayload) -> str:
+    h = hashlib.sha256()
+    if payload.path is None:
+        h.update(payload.read())
+    else:
+        with payload.open() as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+class StorageSCP:
+    """The C-STORE handler. Stateless: everything comes from the request's config."""
+
+    def __init__(self, backends: Any) -> None:
+        self.backends = backends
+
+    def c_store(self, request: StoreRequest) -> Response | int:
+        config = request.config
+        s = settings_of(config)
+        codes = STATUS[s.status_codes]
+        payload = request.payload
+        assert payload is not None
+        syntax = request.context.transfer_syntax
+        uid = request.sop_instance_uid
+
+        def fail(condition: str, why: str) -> Response:
+            METRICS.inc("gateway_store_failures_total", condition=condition)
+            log.warning("instance not stored", extra={"sop_instance_uid": uid, "condition": condition, "why": why,
+                                                     "calling_ae": request.association.calling_ae})
+            return Response(codes[condition], error_comment=why[:64])
+
+        # Header-only parse: the index attributes; pixel data is never decoded.
+        try:
+            source = payload.read() if payload.path is None else payload.path
+            attrs = extract_attributes(source, syntax)
+        except UnreadableDataset as exc:
+            return fail("cannot_understand", f"cannot parse dataset: {exc}")
+        if s.check_sop_class and (attrs.sop_class_uid != request.sop_class_uid
+                                  or attrs.sop_instance_uid != uid
+                                  or request.context.abstract_syntax != request.sop_class_uid):
+            return fail("sop_class_mismatch", f"dataset SOP class/instance {attrs.sop_class_uid}/{attrs.sop_instance_uid} "
+                                              f"does not match the request")
+        if s.require_pixel_data and attrs.sop_class_uid in IMAGE_SOP_CLASSES:
+            try:
+                has_pixels = _has_pixel_data(payload, syntax)
+            except Exception as exc:  # pydicom on a broken stream
+                return fail("cannot_understand", f"cannot parse dataset: {exc}")
+            if not has_pixels:
+                return fail("no_pixel_data", "image object without Pixel Data (7FE0,0010)")
+
+        backend = self.backends.create(s.backend, storage_root(config, s))
+        rel = f"{attrs.study_instance_uid}/{attrs.series_instance_uid}/{uid}.dcm"
+        digest = _digest(payload)
+        try:
+            index = shared(config.effective_database_url())
+            existing = index.find_instance(uid)
+        except IndexUnavailable as exc:
+            return fail("index_unavailable", f"index unavailable: {exc}")
+        if existing is not None and existing.file is not None:
+            same = existing.file.sha256 == digest and backend.exists(existing.file.path)
+            if same:
+                METRICS.inc("gateway_store_duplicates_total", outcome="identical")
+                return Status.SUCCESS  # STO-6: a byte-identical resend is a no-op
+            if s.duplicate_policy == "keep-first":
+                METRICS.inc("gateway_store_duplicates_total", outcome="kept-first")
+                log.info("duplicate kept as first received", extra={"sop_instance_uid": uid})
+                return Status.SUCCESS
+            if s.duplicate_policy == "reject":
+                return fail("duplicate", "duplicate SOP Instance UID with different content")
+
+        head = file_meta(request.sop_class_uid, uid, syntax, config.node.implementation_class_uid,
+                         config.node.implementation_version_name, request.association.calling_ae)
+        try:
+            size = backend.write(rel, head, payload)
+        except OSError as exc:
+            from gateway_plugins.filesystem import OutOfSpace
+
+            if isinstance(exc, OutOfSpace):
+                return fail("out_of_resources", f"out of disk space: {exc.strerror}")
+            return fail("internal", f"write failed: {exc}")
+        record = FileRecord(rel, size, digest, syntax, backend=s.backend, calling_ae=request.association.calling_ae,
+                            called_ae=request.association.called_ae)
+        try:
+            with index.transaction() as tx:
+                stored = tx.store_instance(attrs, record)
+        except IndexUnavailable as exc:
+            # Not acknowledged: the file stays (it is complete), the index
+            # will be told on the resend the peer makes after this failure.
+            return fail("index_unavailable", f"index unavailable: {exc}")
+        if stored.replaced is not None and stored.replaced.path != rel:
+            backend.delete(stored.replaced.path)
+        METRICS.inc("gateway_instances_stored_total", sop_class=attrs.sop_class_uid)
+        METRICS.inc("gateway_stored_bytes_total", size)
+        return Status.SUCCESS
+
+
+def low_on_space(config: Any) -> str | None:
+    """Why new associations must wait for disk space, or None (STO-8, SEC-3)."""
+    s = settings_of(config)
+    from gateway_plugins.filesystem import FilesystemBackend
+
+    root = storage_root(config, s)
+    free, total = FilesystemBackend(root).free_bytes()
+    mark = _size(s.low_water_mark)
+    limit = int(mark * total) if isinstance(mark, float) else mark
+    if free < limit:
+        return f"{free} bytes free under {root}, below the low-water mark {s.low_water_mark}"
+    return None
+
+
+@hookimpl
+def gateway_register_services(registry: Any) -> None:
+    registry.add(Service(
+        name="storage",
+        sop_classes=_sop_classes,
+        handler=StorageSCP(registry.storage_backends),
+        transfer_syntaxes=(EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE),  # STO-3 Philips order
+        syntax_policy=_syntax_policy,
+        description="Storage SCP (STO-1..STO-11)",
+    ))
+
+
+@hookimpl
+def gateway_config_loaded(config: Any) -> list[str]:
+    try:
+        s = settings_of(config)
+    except ValidationError as exc:
+        doc = config.plugin_files.get("storage")
+        where = doc.file if doc else "plugins/storage.toml"
+        return [f"{where}: key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors()]
+    storage_root(config, s).mkdir(parents=True, exist_ok=True)
+    return []
+
+
+@hookimpl
+def gateway_association_requested(request: Any, config: Any) -> Rejection | None:
+    why = low_on_space(config)
+    if why is None:
+        return None
+    METRICS.inc("gateway_low_disk_rejections_total")
+    # rejected-transient, service-provider (presentation), local-limit-exceeded
+    return Rejection(2, 3, 2, why)
