@@ -123,6 +123,21 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return ls_command(index, args)
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.importer import import_command
+    from gateway.runtime import PluginConfigError, build_runtime
+
+    config = _load(args)
+    logs.setup("WARNING", "text")
+    try:
+        runtime = build_runtime(config, 1)
+    except PluginConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    return import_command(args.paths, runtime)
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     import pydicom
     import pynetdicom
@@ -189,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory (default from config)")
     add_ls_arguments(p)
     p.set_defaults(func=_cmd_ls)
+
+    p = sub.add_parser("import", help="import DICOM files or folders into the archive (no DICOMDIR needed)",
+                       epilog="example: dicom-gateway import /media/cdrom /tmp/export/CT_0001.dcm",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--config", metavar="DIR")
+    p.add_argument("--data-dir", help="data directory (default from config)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
     p.add_argument("--config", metavar="DIR")

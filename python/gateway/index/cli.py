@@ -25,7 +25,7 @@ FILTERS = ("patient_id", "patient_name", "study_date", "modality", "accession")
 LS_EXAMPLES = """\
 examples:
   dicom-gateway ls                                  every patient, study and series
-  dicom-gateway ls --patient-name 'MULLER*'         names match ignoring case and '^' boundaries
+  dicom-gateway ls --patient-name 'm?ller*'         names match ignoring case and '^' boundaries
   dicom-gateway ls --patient-id ANC0000001
   dicom-gateway ls --study-date 20240301-20240331   a date or a range A-B, A- or -B
   dicom-gateway ls --modality PT --accession 'ACC2024*'
