@@ -43,6 +43,7 @@ class Worker:
     def start(self) -> "Worker":
         from gateway.net.selftest import ensure_fast_path
 
+        _remove_orphan_spools(self.runtime.spool_dir)
         path = ensure_fast_path(self.runtime.config)
         if path != self.runtime.config.node.receive_path:
             self.receive_override = path
@@ -122,6 +123,18 @@ class Worker:
         METRICS.inc("gateway_config_reloads_total", result="failure")
         log.error("config reload failed; keeping the last good config",
                   extra={"generation": self.runtime.generation, "errors": str(exc).splitlines()})
+
+
+def _remove_orphan_spools(spool_dir: Path) -> None:
+    """Spool files of a process that died mid-message (spool-<pid>-....part)."""
+    for path in spool_dir.glob("spool-*.part"):
+        try:
+            pid = int(path.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+            log.info("removed the spool file of a dead process", extra={"path": str(path)})
 
 
 def _with_receive_path(runtime: Runtime, path: str) -> Runtime:
