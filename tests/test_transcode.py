@@ -260,3 +260,23 @@ def test_decode_pixels(corpus_small):
     ds.PixelRepresentation = 0
     with pytest.raises(TranscodeError, match="pylibjpeg"):
         tc.decode_pixels(ds)
+
+
+def test_convert_cli_folder(corpus_small, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "convert", str(corpus_small / "implicit" / "CT"),
+                          str(tmp_path / "be"), "--syntax", "explicit-be"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "convert: 4 done, 0 failed" in out.stderr
+    from test_storage import dataset_part
+
+    converted = sorted((tmp_path / "be").rglob("*.dcm"))
+    expected = sorted((corpus_small / "explicit-be" / "CT").glob("*.dcm"))
+    assert [p.name for p in converted] == [e.name for e in expected]
+    for p, e in zip(converted, expected):
+        assert dataset_part(p) == dataset_part(e), p.name
+    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "convert", str(corpus_small / "implicit" / "CT"),
+                          str(tmp_path / "x"), "--syntax", "explicit-xx"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "explicit-xx" in bad.stderr
