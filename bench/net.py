@@ -36,27 +36,12 @@ from pynetdicom.presentation import build_context
 from pynetdicom.transport import AddressInformation
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import free_port, wait_port  # noqa: E402
 ENV = dict(os.environ, TCP_NODELAY="1", PYTHONPATH=str(HERE / "plugins"))
 SC = "1.2.840.10008.5.1.4.1.1.7"
 IMPLICIT = "1.2.840.10008.1.2"
 MAX_PDU = 16382
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(port)
 
 
 PYNETDICOM_SCP = textwrap.dedent("""

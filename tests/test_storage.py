@@ -135,30 +135,22 @@ def test_pynetdicom_sends_every_class_in_every_syntax(inprocess_gateway, tmp_pat
             assert dataset_part(stored) == dataset_part(corpus_small / f["path"])
 
 
-def test_philips_syntax_order_prefers_explicit_le(inprocess_gateway, tmp_path, corpus_small):
-    """STO-3 default: Explicit LE > Explicit BE > Implicit LE, whatever the proposer's order."""
-    gw = start(inprocess_gateway, tmp_path)
+@pytest.mark.parametrize("policy,accepted", [("prefer-explicit-le", "explicit-le"), ("proposer-order", "explicit-be")])
+def test_syntax_selection_policy(inprocess_gateway, tmp_path, corpus_small, policy, accepted):
+    """STO-3: Philips order (Explicit LE > Explicit BE > Implicit LE, the default)
+    or GENIE's (the proposer's first), for one context proposing BE, LE, implicit."""
+    gw = start(inprocess_gateway, tmp_path, syntax_policy=policy)
     ct = sorted((corpus_small / "explicit-be" / "CT").glob("*.dcm"))[0]
-    # +C: one context with BE, LE, implicit in that order (storescu otherwise
-    # proposes one context per syntax, and every one is accepted).
+    # +C: one context with all three syntaxes (storescu otherwise proposes one
+    # context per syntax, and every one of them is accepted).
     out = subprocess.run([dcmtk("storescu"), "-aec", "DICOM_GATEWAY", "-xb", "+C", "-R", "127.0.0.1", str(gw.port), str(ct)],
                          capture_output=True, text=True, timeout=60, env=NODELAY)
     assert out.returncode == 0, out.stderr
     ds = dcmread(ct, stop_before_pixels=True)
     stored = stored_path(gw, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-    assert dcmread(stored, stop_before_pixels=True).file_meta.TransferSyntaxUID == SYNTAX_UID["explicit-le"]
-
-
-def test_genie_syntax_order_takes_the_proposers_first(inprocess_gateway, tmp_path, corpus_small):
-    gw = start(inprocess_gateway, tmp_path, syntax_policy="proposer-order")
-    ct = sorted((corpus_small / "explicit-be" / "CT").glob("*.dcm"))[0]
-    out = subprocess.run([dcmtk("storescu"), "-aec", "DICOM_GATEWAY", "-xb", "+C", "-R", "127.0.0.1", str(gw.port), str(ct)],
-                         capture_output=True, text=True, timeout=60, env=NODELAY)
-    assert out.returncode == 0, out.stderr
-    ds = dcmread(ct, stop_before_pixels=True)
-    stored = stored_path(gw, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-    assert dcmread(stored, stop_before_pixels=True).file_meta.TransferSyntaxUID == SYNTAX_UID["explicit-be"]
-    assert dataset_part(stored) == dataset_part(ct)
+    assert dcmread(stored, stop_before_pixels=True).file_meta.TransferSyntaxUID == SYNTAX_UID[accepted]
+    if accepted == "explicit-be":
+        assert dataset_part(stored) == dataset_part(ct)
 
 
 def _ct(uid="1.2.826.0.1.3680043.10.1472.97.1", value=1, pixels=True) -> Dataset:

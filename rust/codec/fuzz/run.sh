@@ -4,10 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_TO_RUN="${1:-60}"
-export RUSTC_BOOTSTRAP=1   # cargo-fuzz needs -Z flags; stable toolchain only
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  cargo install --locked cargo-fuzz
-fi
 mkdir -p corpus/pdu_stream
 # Seeds: a real A-ASSOCIATE-RQ, a release and a small two-PDU message.
 if [ -z "$(ls -A corpus/pdu_stream 2>/dev/null)" ]; then
@@ -15,4 +11,4 @@ if [ -z "$(ls -A corpus/pdu_stream 2>/dev/null)" ]; then
   printf '\x01\x01\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00' > corpus/pdu_stream/seed-release
   printf '\x03\x00\x04\x00\x00\x00\x00\x16\x00\x00\x00\x12\x01\x03\x00\x00\x00\x08\x02\x00\x00\x00\x01\x01\x00\x00\x00\x00' > corpus/pdu_stream/seed-pdata
 fi
-cargo fuzz run pdu_stream corpus/pdu_stream -- -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -rss_limit_mb=2048
+exec ../../fuzz-run.sh . pdu_stream "$SECONDS_TO_RUN"

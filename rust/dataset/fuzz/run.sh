@@ -4,10 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_TO_RUN="${1:-60}"
-export RUSTC_BOOTSTRAP=1   # cargo-fuzz needs -Z flags; stable toolchain only
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  cargo install --locked cargo-fuzz
-fi
 mkdir -p corpus/transcode
 # Seed with a few small corpus files when the shared generator is around.
 GEN="$(cd ../../../.. && pwd)/shared/corpus/make_corpus.py"
@@ -25,4 +21,4 @@ if [ -f "$GEN" ] && [ -z "$(ls -A corpus/transcode 2>/dev/null)" ]; then
   fi
   rm -rf "$tmp"
 fi
-cargo fuzz run transcode corpus/transcode -- -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -rss_limit_mb=2048
+exec ../../fuzz-run.sh . transcode "$SECONDS_TO_RUN"
