@@ -126,3 +126,29 @@ def test_version_and_plugins_cli():
     out = gateway_cli("plugins")
     assert out.returncode == 0
     assert "verification" in out.stdout and "register_services" in out.stdout
+
+
+def test_metrics_and_health_endpoints(gateway_process, tmp_path):
+    import json
+    import urllib.request
+
+    port, http = free_port(), free_port()
+    toml = basic_toml(port, tmp_path / "data").replace("[http]\nenabled = false", f'[http]\nbind = "127.0.0.1"\nport = {http}')
+    cfg = write_config(tmp_path / "cfg", toml)
+    gp = gateway_process(["serve", "--config", str(cfg)], port)
+    gp.wait_for_output("gateway ready")
+    out = subprocess.run([dcmtk("echoscu"), "-aec", "DICOM_GATEWAY", "127.0.0.1", str(port)],
+                         capture_output=True, text=True, timeout=30, env=NODELAY)
+    assert out.returncode == 0
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=5).read())
+    assert health == {"status": "ok", "workers": 1}
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:  # workers publish their counters every second
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5).read().decode()
+        if 'gateway_dimse_requests_total{op="c_echo",status="Success"} 1' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert 'gateway_dimse_requests_total{op="c_echo",status="Success"} 1' in text
+    assert "gateway_config_generation" in text
