@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "python" / "gateway" / "private_dict.py"
 SEED = REPO.parent / "shared" / "seeds" / "003_*.txt"
-ROW = re.compile(r"^(?P<name>[^\t]+)\t\((?P<g>[0-9A-Fa-fx]{4}),\s*(?P<e>[0-9A-Fa-fx]{4})\)\t(?P<vr>[A-Z]{2})\t(?P<vm>[0-9n-]+)")
+ROW = re.compile(r"^(?P<name>[^\t]+)\t\((?P<g>[0-9A-Fa-fx]{4}),\s*(?P<e>[0-9A-Fa-fx]{4})\)\t(?P<vr>[A-Z]{2})\t(?P<vm>\S+)")
 VRS = set("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
 
 # Seed 000 (Philips PETView), DAT-1; (7053,1009) as the corpus writes it.
@@ -48,7 +48,9 @@ def genie(seed: Path) -> dict[str, tuple[str, str, str]]:
         if g.startswith("50"):
             g = "50xx"  # the seed lists 5001; GENIE writes the same block in every odd curve group
         key = (g if "x" not in g else g[:2] + "xx") + "xx" + m["e"][2:].upper()
-        tables[current][key] = (m["vr"], m["vm"], m["name"].strip().replace("\\_", "_"))
+        # Table A-13 writes VM as S(ingle)/M(ultiple) and marks nesting with '>'.
+        vm = {"S": "1", "M": "1-n"}.get(m["vm"], m["vm"])
+        tables[current][key] = (m["vr"], vm, m["name"].strip().lstrip(">").replace("\\_", "_"))
     merged = dict(tables["3-37"])
     merged.update(tables["A-13"])
     return merged

@@ -322,3 +322,13 @@ def test_accept_any_storage_sop_class(inprocess_gateway, tmp_path):
     ds = _ct(uid="1.2.826.0.1.3680043.10.1472.97.30")
     ds.SOPClassUID = us
     assert send_dataset(gw.port, ds, us)[0] == 0
+
+
+def test_private_dictionary_module_is_current():
+    """python/gateway/private_dict.py is generated from the seeds; regenerate after changing either."""
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_private_dict.py"), "--check"], capture_output=True)
+    assert out.returncode == 0, "run: python scripts/gen_private_dict.py"
