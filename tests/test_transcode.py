@@ -283,3 +283,17 @@ def test_convert_cli_folder(corpus_small, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "gateway.cli", "convert", str(corpus_small / "implicit" / "CT"),
                           str(tmp_path / "x"), "--syntax", "explicit-xx"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "explicit-xx" in bad.stderr
+
+
+def test_raw_dataset_with_dicm_inside_a_value():
+    """Found by the fuzzer: a raw dataset whose bytes 128..132 read DICM (inside a
+    value) was taken for a Part-10 file. With src_raw it converts back and forth."""
+    import struct
+
+    value = b"\x00" * 108 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\x00" * 40
+    raw = (struct.pack("<HHI", 0x0009, 0x0010, 4) + b"TEST"
+           + struct.pack("<HHI", 0x0009, 0x1001, len(value)) + value)
+    assert raw[128:132] == b"DICM"
+    for dst in ("explicit-le", "explicit-be"):
+        out = transcode(raw, dst, src_syntax="implicit", file_meta=False, src_raw=True)
+        assert transcode(out, "implicit", src_syntax=dst, file_meta=False, src_raw=True) == raw

@@ -75,6 +75,7 @@ def transcode(
     out: str | os.PathLike | None = None,
     implementation_class_uid: str | None = None,
     implementation_version_name: str | None = None,
+    src_raw: bool = False,
 ) -> bytes | None:
     """Convert one encoded DICOM object to ``dst_syntax``.
 
@@ -89,6 +90,9 @@ def transcode(
         temporary file renamed into place only on success. Returns None then.
     implementation_class_uid / implementation_version_name: written into the
         new File Meta; default: the gateway's own (``gateway.IMPLEMENTATION_*``).
+    src_raw: the input is a bare dataset (from P-DATA or ``file_meta=False``):
+        never look for a preamble or File Meta in it, since a dataset's own
+        bytes can read ``DICM`` at offset 128. Requires ``src_syntax``.
 
     Raises TranscodeError (a ValueError) with the offset and tag of the problem.
     """
@@ -106,6 +110,7 @@ def transcode(
         out=os.fspath(out) if out is not None else None,
         implementation_class_uid=implementation_class_uid,
         implementation_version_name=implementation_version_name,
+        src_raw=src_raw,
     )
 
 

@@ -43,6 +43,10 @@ pub struct Options {
     /// Write a preamble, `DICM` and File Meta (else only the dataset, as sent
     /// over the network).
     pub file_meta: bool,
+    /// The input is a bare dataset (no preamble, no File Meta), as received
+    /// over the network: never look for `DICM` in it, since a dataset's own
+    /// bytes can hold one at offset 128. Requires `src`.
+    pub src_raw: bool,
     /// (0002,0012) written into the new File Meta.
     pub implementation_class_uid: String,
     /// (0002,0013); empty leaves it out.
@@ -55,6 +59,7 @@ impl Options {
             dst,
             src: None,
             file_meta: true,
+            src_raw: false,
             implementation_class_uid: "1.2.826.0.1.3680043.10.1472.1".into(),
             implementation_version_name: "DICOM_GW_010".into(),
         }
@@ -195,7 +200,11 @@ fn trim_value(v: &[u8]) -> &[u8] {
 
 /// Transcode a whole encoded object (with or without File Meta) held in memory.
 pub fn transcode(input: &[u8], opts: &Options) -> Result<Vec<u8>> {
-    let parsed = parse_meta(input, opts.src.is_none())?;
+    let parsed = if opts.src_raw && opts.src.is_some() {
+        Parsed { preamble: None, meta: None, dataset_offset: 0 }
+    } else {
+        parse_meta(input, opts.src.is_none())?
+    };
     let src = match (opts.src, &parsed.meta) {
         (Some(s), _) => s,
         (None, Some(meta)) => {

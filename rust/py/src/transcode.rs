@@ -55,14 +55,14 @@ fn source(src: &Bound<'_, PyAny>) -> PyResult<Source> {
 }
 
 /// transcode(src, dst_syntax, *, src_syntax=None, file_meta=True, out=None,
-///           implementation_class_uid, implementation_version_name) -> bytes | None
+///           implementation_class_uid, implementation_version_name, src_raw=False) -> bytes | None
 ///
 /// Convert a whole encoded object between Implicit VR LE, Explicit VR LE and
 /// Explicit VR BE. `src` is bytes-like or a path; with `out` the result is
 /// written there atomically and None is returned.
 #[pyfunction]
 #[pyo3(signature = (src, dst_syntax, *, src_syntax=None, file_meta=true, out=None,
-                    implementation_class_uid, implementation_version_name))]
+                    implementation_class_uid, implementation_version_name, src_raw=false))]
 #[allow(clippy::too_many_arguments)]
 fn transcode(
     py: Python<'_>,
@@ -73,11 +73,13 @@ fn transcode(
     out: Option<PathBuf>,
     implementation_class_uid: String,
     implementation_version_name: String,
+    src_raw: bool,
 ) -> PyResult<Option<PyObject>> {
     let opts = ds::Options {
         dst: syntax(dst_syntax)?,
         src: src_syntax.map(syntax).transpose()?,
         file_meta,
+        src_raw,
         implementation_class_uid,
         implementation_version_name,
     };

@@ -26,9 +26,11 @@ fuzz_target!(|data: &[u8]| {
     let mut there = Options::new(src);
     there.src = Some(dst);
     there.file_meta = opts.file_meta;
+    there.src_raw = !opts.file_meta;
     let mut back = Options::new(dst);
     back.src = Some(src);
     back.file_meta = opts.file_meta;
+    back.src_raw = !opts.file_meta;
     let mid = transcode(&out, &there).expect("output of the transcoder must parse");
     let again = transcode(&mid, &back).expect("round trip must parse");
     // One pass may normalise (group lengths, values that are no sequence
