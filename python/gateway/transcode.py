@@ -245,7 +245,7 @@ def decode_pixels(ds: Any) -> Any:
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "")
     try:
         return ds.pixel_array
-    except Exception as exc:  # pydicom raises RuntimeError/NotImplementedError/ValueError
+    except Exception as exc:  # pydicom raises several error types for a missing or failing handler
         extra = _PIXEL_EXTRAS.get(ts)
         compressed = ts not in SYNTAXES.values() and ts != "1.2.840.10008.1.2.1.99"
         if extra is None and compressed:
