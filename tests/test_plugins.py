@@ -160,3 +160,20 @@ def test_hook_instance_received(inprocess_gateway, tmp_path):
         assoc.release()
     assert statuses == [0xA700, 0x0000]
     assert not (tmp_path / "d" / "bytecheck" / f"{recorder.VETO_SOP_INSTANCE}.json").exists()
+
+
+def test_conformance_statement_is_generated_from_the_registry(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import write_config
+
+    cfg = write_config(tmp_path / "c", basic_toml(free_port(), tmp_path / "d", modules=["bytecheck"]),
+                       **{"plugins/storage.toml": 'syntax_policy = "proposer-order"\n'})
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "conformance", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "| CT Image Storage | 1.2.840.10008.5.1.4.1.1.2 | storage |" in text
+    assert "1.2.840.113619.4.27" in text and "proposer's order" in text
+    assert "1.2.826.0.1.3680043.10.1472.99.1 | bytecheck" in text  # a plugin's service appears with no core change

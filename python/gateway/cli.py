@@ -138,6 +138,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return import_command(args.paths, runtime)
 
 
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from gateway.conformance import render
+    from gateway.plugins import load_host
+
+    config = _load(args)
+    print(render(config, load_host(config.disabled_plugins, config.plugins.modules)), end="")
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     import pydicom
     import pynetdicom
@@ -222,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("check", help="validate a config directory without running it")
     c.add_argument("dir")
     c.set_defaults(func=_cmd_config_check)
+
+    p = sub.add_parser("conformance", help="print the conformance statement generated from the loaded services")
+    p.add_argument("--config", metavar="DIR")
+    p.set_defaults(func=_cmd_conformance)
 
     p = sub.add_parser("version", help="print versions")
     p.set_defaults(func=_cmd_version)
