@@ -170,8 +170,12 @@ def test_conformance_statement_is_generated_from_the_registry(tmp_path):
 
     cfg = write_config(tmp_path / "c", basic_toml(free_port(), tmp_path / "d", modules=["bytecheck"]),
                        **{"plugins/storage.toml": 'syntax_policy = "proposer-order"\n'})
+    import os
+
+    from conftest import TEST_PLUGINS
+
     out = subprocess.run([sys.executable, "-m", "gateway.cli", "conformance", "--config", str(cfg)],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(TEST_PLUGINS)))
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "| CT Image Storage | 1.2.840.10008.5.1.4.1.1.2 | storage |" in text
