@@ -98,3 +98,28 @@ def test_decode_pdu_view():
     assert _rust.decode_pdu(bytes([7, 0, 0, 0, 0, 4, 0, 0, 2, 6])) == {"type": "A-ABORT", "source": 2, "reason": 6}
     with pytest.raises(ValueError, match="unknown PDU type"):
         _rust.decode_pdu(bytes([9, 0, 0, 0, 0, 0]))
+
+
+@pytest.mark.parametrize("kind", ["echo", "store"])
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xB000, 0xC001])
+def test_fast_response_commands_equal_pynetdicoms(kind, status):
+    """FastDIMSE encodes C-ECHO/C-STORE responses itself; the bytes must be pynetdicom's."""
+    from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+    from pynetdicom.dsutils import encode
+
+    from gateway.net.fastpath import encode_response_command
+
+    primitive = C_ECHO() if kind == "echo" else C_STORE()
+    primitive.MessageIDBeingRespondedTo = 7
+    primitive.AffectedSOPClassUID = "1.2.840.10008.1.1" if kind == "echo" else "1.2.840.10008.5.1.4.1.1.128"
+    if kind == "store":
+        primitive.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.123"  # odd length: padded
+    primitive.Status = status
+    message = C_ECHO_RSP() if kind == "echo" else C_STORE_RSP()
+    message.primitive_to_message(primitive)
+    pdata = list(message.encode_msg(1, 0))[0]
+    expected = pdata.presentation_data_value_list[0][1][1:]
+    assert encode_response_command(primitive) == expected
+    primitive.ErrorComment = "with a comment"
+    assert encode_response_command(primitive) is None  # falls back to pynetdicom

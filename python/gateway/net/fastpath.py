@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, DIMSEMessage
-from pynetdicom.dimse_primitives import C_CANCEL, N_EVENT_REPORT
+from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_STORE, N_EVENT_REPORT
 from pynetdicom.dsutils import decode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
@@ -280,7 +280,53 @@ class FastDUL(DULServiceProvider):
             return "?"
 
 
+def _element(element: int, value: bytes, pad: bytes = b"") -> bytes:
+    if len(value) % 2:
+        value += pad
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
+def encode_response_command(primitive: Any) -> bytes | None:
+    """Group 0000 of a C-ECHO-RSP or C-STORE-RSP without optional status
+    elements (PS3.7 9.3.1.2, 9.3.5.2), implicit VR LE; None for anything else.
+
+    pynetdicom builds a pydicom Dataset and encodes it twice (once for the
+    group length) per response; that is most of a C-ECHO's cost. The bytes
+    are checked equal to pynetdicom's in tests/test_rust_receiver.py.
+    """
+    if isinstance(primitive, C_ECHO):
+        field, instance = 0x8030, None
+    elif isinstance(primitive, C_STORE):
+        field, instance = 0x8001, primitive.AffectedSOPInstanceUID
+    else:
+        return None
+    if primitive.MessageIDBeingRespondedTo is None or primitive.Status is None:
+        return None
+    for optional in ("ErrorComment", "OffendingElement", "ErrorID", "AffectedSOPInstanceUID" if field == 0x8030 else ""):
+        if optional and getattr(primitive, optional, None) is not None:
+            return None
+    body = b"".join((
+        _element(0x0002, str(primitive.AffectedSOPClassUID).encode(), b"\x00") if primitive.AffectedSOPClassUID else b"",
+        _element(0x0100, struct.pack("<H", field)),
+        _element(0x0120, struct.pack("<H", primitive.MessageIDBeingRespondedTo)),
+        _element(0x0800, struct.pack("<H", 0x0101)),
+        _element(0x0900, struct.pack("<H", primitive.Status)),
+        _element(0x1000, str(instance).encode(), b"\x00") if instance else b"",
+    ))
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
 class FastDIMSE(DIMSEServiceProvider):
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        command = None
+        if not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
+            command = encode_response_command(primitive)
+        if command is None:
+            return super().send_msg(primitive, context_id)
+        pdata = P_DATA()
+        pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+        self.dul.send_pdu(pdata)
+
     def receive_primitive(self, primitive: Any) -> None:
         if not isinstance(primitive, CoalescedPData):
             return super().receive_primitive(primitive)

@@ -9,13 +9,18 @@ import socket
 import threading
 from typing import Any, Callable
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from gateway.net import dispatch, policy
 from gateway.net.association import GatewayAssociation
 
 log = logging.getLogger("gateway.net")
+
+
+# pynetdicom's "standard" handlers log every PDU and DIMSE message (formatting
+# them costs even when the log level drops them); our own logs say what matters.
+_config.LOG_HANDLER_LEVEL = "none"
 
 
 class Counter:
