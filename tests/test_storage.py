@@ -256,7 +256,7 @@ def test_index_unavailable(inprocess_gateway, tmp_path, codes, expected):
 def test_sender_aborting_mid_object_leaves_nothing(inprocess_gateway, tmp_path):
     from gateway import _rust
     from pynetdicom.dsutils import encode
-    from test_malformed import associate_rq, read_pdu
+    from test_malformed import read_pdu
 
     gw = start(inprocess_gateway, tmp_path)
     ds = _ct(uid="1.2.826.0.1.3680043.10.1472.97.20")
@@ -267,8 +267,6 @@ def test_sender_aborting_mid_object_leaves_nothing(inprocess_gateway, tmp_path):
     cmd.Priority, cmd.CommandDataSetType, cmd.AffectedSOPInstanceUID = 0, 0, ds.SOPInstanceUID
     body = encode(cmd, True, True)
     command = struct.pack("<HHII", 0, 0, 4, len(body)) + body
-    rq = associate_rq()
-    rq = rq.replace(b"1.2.840.10008.1.1\x40", b"1.2.840.10008.1.1\x40")  # verification context only
     s = socket.create_connection(("127.0.0.1", gw.port))
     # An association proposing CT (context 1) in implicit LE.
     from pynetdicom.pdu import A_ASSOCIATE_RQ
