@@ -25,7 +25,7 @@ def rejection(port, called="DICOM_GATEWAY", calling="TEST"):
 
 def test_max_associations_rejects_with_local_limit_exceeded(inprocess_gateway, tmp_path):
     port = free_port()
-    gw = inprocess_gateway(basic_toml(port, tmp_path / "d", extra_node="max_associations = 2"))
+    inprocess_gateway(basic_toml(port, tmp_path / "d", extra_node="max_associations = 2"))
     held = []
     for _ in range(2):
         ae = AE(ae_title="HOLDER")

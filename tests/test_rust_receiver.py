@@ -106,7 +106,6 @@ def test_fast_response_commands_equal_pynetdicoms(kind, status):
     """FastDIMSE encodes C-ECHO/C-STORE responses itself; the bytes must be pynetdicom's."""
     from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RSP
     from pynetdicom.dimse_primitives import C_ECHO, C_STORE
-    from pynetdicom.dsutils import encode
 
     from gateway.net.fastpath import encode_response_command
 

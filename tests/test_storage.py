@@ -16,7 +16,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pynetdicom import AE, _config
 
-from conftest import basic_toml, dcmtk, free_port, write_config
+from conftest import basic_toml, dcmtk, free_port
 from gateway.index import Index
 
 NODELAY = dict(os.environ, TCP_NODELAY="1")

@@ -8,7 +8,6 @@ import os
 import time
 from typing import Any
 
-from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 

@@ -10,7 +10,6 @@ status and a log line, never a dead worker (DESIGN §3).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from typing import Any, Callable

@@ -29,7 +29,6 @@ import time
 from io import BytesIO
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, DIMSEMessage

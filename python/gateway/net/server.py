@@ -9,7 +9,7 @@ import socket
 import threading
 from typing import Any, Callable
 
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, _config
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from gateway.net import dispatch, policy
