@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from gateway.hookspecs import hookimpl
 from gateway.messages import DatasetPayload
-
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
 
 
 class OutOfSpace(OSError):
@@ -55,16 +49,10 @@ class FilesystemBackend:
         while not parent.exists():
             created.append(parent)
             parent = parent.parent
-        tmp: Path | None = None
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            # A name of its own for every write: two writes of one object (a
-            # resend on a new association, another worker) must never share a
-            # temporary file, or the renamed file could hold both.
-            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-            tmp = Path(name)
-            os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; archive files get the usual mode
-            with open(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 fh.write(head)
                 payload.write_to(fh)
                 fh.flush()
@@ -76,11 +64,10 @@ class FilesystemBackend:
                 _fsync_dir(directory.parent)
             return size
         except OSError as exc:
-            if tmp is not None:
-                try:
-                    tmp.unlink()
-                except FileNotFoundError:
-                    pass
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutOfSpace(exc.errno, f"{final.parent}: {exc.strerror}") from exc
             raise
