@@ -13,15 +13,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gateway.config.loader import ConfigError, ConfigIssue, digest_of, load_config
-from gateway.config.models import Document, GatewayConfig, Http, Listener, Node, PluginsSection, Remote
+from gateway.config.loader import ConfigError, ConfigIssue, check, digest_of, load_config
+from gateway.config.models import (Document, GatewayConfig, Http, Listener, Node, PluginDoc, PluginsSection,
+                                   PrinterDoc, Remote, RouteRuleDoc)
 
 __all__ = ["ConfigError", "ConfigIssue", "GatewayConfig", "Node", "Listener", "Http", "PluginsSection",
-           "Remote", "Document", "load_config", "digest_of", "check_command"]
+           "Remote", "Document", "RouteRuleDoc", "PrinterDoc", "PluginDoc", "load_config", "digest_of",
+           "check", "check_command"]
 
 
-def check_command(directory: Path, out=None) -> int:
-    """`dicom-gateway config check DIR`: 0 when valid, 1 with every problem listed."""
+def check_command(directory: Path | str, out=None) -> int:
+    """`dicom-gateway config check DIR`: print a summary and return 0, or print
+    every problem (file:line: key '…': what was expected) and return 1."""
     out = out or sys.stdout
     try:
         config = load_config(directory)
@@ -31,6 +34,7 @@ def check_command(directory: Path, out=None) -> int:
             print(f"  {issue}", file=out)
         return 1
     ports = ", ".join(f"{l.port} ({'/'.join(l.ae_titles)})" for l in config.listeners)
-    print(f"OK: {directory}: listeners {ports}; {len(config.remotes)} remote(s), {len(config.routes)} route rule(s), "
-          f"{len(config.printers)} printer(s), {len(config.plugin_files)} plugin setting file(s)", file=out)
+    print(f"OK: {len(config.remotes)} remotes, {len(config.routes)} routes, {len(config.listeners)} listeners "
+          f"[{ports}], {len(config.printers)} printers, {len(config.plugin_files)} plugin files "
+          f"({directory}, digest {config.digest[:12]})", file=out)
     return 0

@@ -125,7 +125,16 @@ class Document(_Model):
     body: dict[str, Any]
 
 
+RouteRuleDoc = Document  # a [[rule]] table from routes/*.toml; its body is validated by the routing issue
+PrinterDoc = Document     # printers/<name>.toml
+PluginDoc = Document      # plugins/<name>.toml
+
+
 class GatewayConfig(_Model):
+    """The whole validated, immutable config directory. Built by
+    :func:`gateway.config.load_config`; an association holds the instance it
+    started with, a reload swaps in a new one."""
+
     node: Node = Field(default_factory=Node)
     listeners: list[Listener] = Field(default_factory=list)
     http: Http = Field(default_factory=Http)
@@ -157,6 +166,10 @@ class GatewayConfig(_Model):
         if self.node.database_url:
             return self.node.database_url
         return "sqlite:///" + str((Path(self.node.data_dir) / "index.db").resolve())
+
+    def calling_ae_title_for(self, remote: str) -> str:
+        """The calling AE title we use towards ``remote`` (its own setting, else the node's)."""
+        return self.remotes[remote].calling_ae_title or self.node.ae_title
 
     def effective_workers(self) -> int:
         return self.node.workers or os.cpu_count() or 1
