@@ -118,7 +118,7 @@ class GatewayProcess:
     """`dicom-gateway serve` as operators run it."""
 
     def __init__(self, args: list[str], port: int, env: dict | None = None, cwd: Path | None = None) -> None:
-        full_env = dict(os.environ, PYTHONPATH=str(TEST_PLUGINS), **(env or {}))
+        full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TEST_PLUGINS), os.environ.get("PYTHONPATH")])), **(env or {}))
         self.log_path = Path(cwd or ".") / "gateway.log"
         self.log = open(self.log_path, "wb")
         exe = shutil.which("dicom-gateway") or sys.executable

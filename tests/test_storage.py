@@ -124,6 +124,32 @@ def test_corpus_from_dcmtk_storescu_is_kept_byte_exact_and_indexed(inprocess_gat
     assert "Müller^Jürgen" in names and "Sato^Hanako=佐藤^花子=さとう^はなこ" in names  # DAT-3
 
 
+@pytest.mark.parametrize("syntax", ["implicit", "explicit-le", "explicit-be"])
+def test_corpus_from_dcmtk_dcmsend_is_kept_byte_exact(inprocess_gateway, tmp_path, corpus_small, syntax):
+    """dcmsend proposes each file's own syntax (and the uncompressed others):
+    whatever it sends must be kept as sent, with the accepted syntax in the File Meta."""
+    gw = start(inprocess_gateway, tmp_path, syntax_policy="proposer-order")
+    out = subprocess.run([dcmtk("dcmsend"), "-aec", "DICOM_GATEWAY", "-aet", "DCMSEND", "-nh", "+sd", "+r",
+                          "127.0.0.1", str(gw.port), str(corpus_small / syntax)],
+                         capture_output=True, text=True, timeout=120, env=NODELAY)
+    assert out.returncode == 0, out.stdout + out.stderr
+    files = [f for f in manifest(corpus_small)["files"] if f["syntax"] == syntax]  # GENIE too: dcmsend proposes it
+    for f in files:
+        stored = stored_path(gw, f["study_instance_uid"], f["series_instance_uid"], f["sop_instance_uid"])
+        assert stored.exists(), f"{f['path']} not stored:\n{out.stdout}{out.stderr}"
+        meta = dcmread(stored, stop_before_pixels=True).file_meta
+        assert meta.SourceApplicationEntityTitle.strip() == "DCMSEND"
+        if meta.TransferSyntaxUID == SYNTAX_UID[syntax]:
+            assert dataset_part(stored) == dataset_part(corpus_small / f["path"]), f["path"]  # STO-5
+        else:  # dcmsend proposed Explicit LE first and converted the file itself: same values
+            ours, theirs = dcmread(stored), dcmread(corpus_small / f["path"])
+            assert ours.PatientName == theirs.PatientName and ours.SOPClassUID == theirs.SOPClassUID
+            if "PixelData" in theirs:
+                assert (ours.pixel_array == theirs.pixel_array).all(), f["path"]
+    idx = Index(gw.worker.runtime.config.effective_database_url())
+    assert idx.stats()["instances"] == len(files)
+
+
 def test_pynetdicom_sends_every_class_in_every_syntax(inprocess_gateway, tmp_path, corpus_small):
     gw = start(inprocess_gateway, tmp_path, syntax_policy="proposer-order")
     for syntax in ("implicit", "explicit-le", "explicit-be"):
@@ -251,6 +277,56 @@ def test_index_unavailable(inprocess_gateway, tmp_path, codes, expected):
     gw = inprocess_gateway(toml, **{"plugins/storage.toml": f'status_codes = "{codes}"\n'})
     status, comment = send_dataset(gw.port, _ct(), CT)
     assert status == expected and "index unavailable" in comment
+
+
+@pytest.mark.parametrize("codes,expected", [("standard", 0xA700), ("genie", 0xA710)])
+def test_index_locked_by_another_process(inprocess_gateway, tmp_path, codes, expected):
+    """Another process holds the SQLite index's write lock (an operator's
+    sqlite3 session, a backup): the store is refused within index_timeout,
+    long before the peer's DIMSE timeout, and works again once the lock is gone."""
+    import sqlite3
+
+    gw = start(inprocess_gateway, tmp_path, status_codes=codes, index_timeout=1)
+    assert send_dataset(gw.port, _ct(), CT)[0] == 0  # creates the index
+    db = sqlite3.connect(gw.data / "index.db", isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        status, comment = send_dataset(gw.port, _ct(uid="1.2.826.0.1.3680043.10.1472.97.40", value=5), CT)
+        assert status == expected and "index unavailable" in comment
+        assert time.monotonic() - started < 10
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert send_dataset(gw.port, _ct(uid="1.2.826.0.1.3680043.10.1472.97.40", value=5), CT)[0] == 0
+    assert Index(gw.worker.runtime.config.effective_database_url()).stats()["instances"] == 2
+
+
+def test_overwrite_refused_by_a_locked_index_keeps_the_acknowledged_version(inprocess_gateway, tmp_path):
+    """STO-6 overwrite, but the index cannot be written: the new version is
+    refused and the stored one, file and row, stays as it was acknowledged."""
+    import hashlib
+    import sqlite3
+
+    gw = start(inprocess_gateway, tmp_path, index_timeout=1)
+    assert send_dataset(gw.port, _ct(value=1), CT)[0] == 0
+    ds = _ct()
+    path = stored_path(gw, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    first = path.read_bytes()
+    db = sqlite3.connect(gw.data / "index.db", isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        assert send_dataset(gw.port, _ct(value=2), CT)[0] == 0xA700
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert path.read_bytes() == first
+    assert not list(path.parent.glob(".*.tmp"))
+    idx = Index(gw.worker.runtime.config.effective_database_url())
+    assert idx.find_instance(ds.SOPInstanceUID).file.sha256 == hashlib.sha256(dataset_part(path)).hexdigest()
+    assert send_dataset(gw.port, _ct(value=2), CT)[0] == 0  # the resend, once the index is back
+    assert dcmread(path).InstanceNumber == 2
+    assert idx.find_instance(ds.SOPInstanceUID).file.sha256 == hashlib.sha256(dataset_part(path)).hexdigest()
 
 
 def test_sender_aborting_mid_object_leaves_nothing(inprocess_gateway, tmp_path):

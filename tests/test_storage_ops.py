@@ -94,3 +94,21 @@ def test_low_water_mark_refuses_associations_until_space_returns(inprocess_gatew
     assert "rejected-transient" in str(info.value) and "local-limit-exceeded" in str(info.value)
     filler.unlink()
     assert echo(Peer("127.0.0.1", port, called_ae="DICOM_GATEWAY"))[0].status == 0
+
+
+def test_import_file_without_meta_group_length(tmp_path, corpus_small):
+    """MED-4: (0002,0000) is missing on some media; the dataset still starts
+    after the last File Meta element, not at a guessed offset."""
+    import struct
+
+    src = sorted((corpus_small / "explicit-le" / "CT").glob("*.dcm"))[0]
+    raw = src.read_bytes()
+    (length,) = struct.unpack("<I", raw[140:144])
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "IM0001").write_bytes(raw[:132] + raw[144:])  # the same file without the group length
+    data = tmp_path / "data"
+    out = gateway_cli("import", str(folder), "--data-dir", str(data))
+    assert out.returncode == 0 and "imported 1," in out.stdout, out.stdout + out.stderr
+    stored = next((data / "archive").rglob("*.dcm"))
+    assert dataset_part(stored) == raw[144 + length:]

@@ -1,20 +1,28 @@
 """Filesystem storage backend: objects as Part-10 files, written durably.
 
 Layout ``<root>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``.
-A write goes to a temporary file in the target directory, is fsynced,
-renamed into place and the directory fsynced (STO-7): after ``write``
+A write goes to a temporary file of its own in the target directory, is
+fsynced, renamed into place and the directory fsynced (STO-7): after ``write``
 returns, the object survives a crash; before, no partial file is left.
+``stage`` + ``Staged.commit`` split the two halves, so the storage service can
+rename a new version over an old one only once the index can take its row.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from gateway.hookspecs import hookimpl
 from gateway.messages import DatasetPayload
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 class OutOfSpace(OSError):
@@ -29,6 +37,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+class Staged:
+    """A complete, fsynced temporary file waiting to be renamed into place."""
+
+    def __init__(self, tmp: Path, final: Path, created: list[Path], size: int) -> None:
+        self.tmp, self.final, self.created, self.size = tmp, final, created, size
+
+    def commit(self) -> None:
+        """Rename into place and fsync the directory (and new parents): durable from here."""
+        os.replace(self.tmp, self.final)
+        _fsync_dir(self.final.parent)
+        for directory in reversed(self.created):  # new study/series directories too
+            _fsync_dir(directory.parent)
+
+    def abort(self) -> None:
+        """Drop the temporary file; a no-op after ``commit``."""
+        _unlink(self.tmp)
+
+
 class FilesystemBackend:
     name = "filesystem"
 
@@ -41,36 +74,48 @@ class FilesystemBackend:
     def exists(self, rel: str) -> bool:
         return self.path(rel).is_file()
 
-    def write(self, rel: str, head: bytes, payload: DatasetPayload) -> int:
-        """Write ``head`` + the payload's bytes to ``rel`` durably; returns the size."""
+    def stage(self, rel: str, head: bytes, payload: DatasetPayload) -> "Staged":
+        """Write ``head`` + the payload's bytes to a temporary file next to
+        ``rel`` and fsync it; ``commit()`` puts it in place, ``abort()`` drops it.
+        On error nothing is left behind (ENOSPC/EDQUOT raise OutOfSpace)."""
         final = self.path(rel)
         created: list[Path] = []
         parent = final.parent
         while not parent.exists():
             created.append(parent)
             parent = parent.parent
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        tmp: Path | None = None
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            # A name of its own for every write: two writes of one object (a
+            # resend on a new association, another worker) must never share a
+            # temporary file, or the renamed file could hold both.
+            fd, name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)
+            tmp = Path(name)
+            os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; archive files get the usual mode
+            with open(fd, "wb") as fh:
                 fh.write(head)
                 payload.write_to(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
                 size = fh.tell()
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-            for directory in reversed(created):  # new study/series directories too
-                _fsync_dir(directory.parent)
-            return size
+            return Staged(tmp, final, created, size)
         except OSError as exc:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
+            if tmp is not None:
+                _unlink(tmp)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutOfSpace(exc.errno, f"{final.parent}: {exc.strerror}") from exc
             raise
+
+    def write(self, rel: str, head: bytes, payload: DatasetPayload) -> int:
+        """Write ``head`` + the payload's bytes to ``rel`` durably; returns the size."""
+        staged = self.stage(rel, head, payload)
+        try:
+            staged.commit()
+        except OSError:
+            staged.abort()
+            raise
+        return staged.size
 
     def delete(self, rel: str) -> None:
         try:

@@ -11,18 +11,21 @@ Settings: ``plugins/storage.toml`` (see docs/configuration.md).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import io
 import logging
-import time
+import os
+import threading
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway import dictionaries
 from gateway.hookspecs import hookimpl
-from gateway.index import FileRecord, IndexUnavailable, UnreadableDataset, extract_attributes, shared
+from gateway.index import FileRecord, Index, IndexUnavailable, UnreadableDataset, extract_attributes
 from gateway.messages import DatasetPayload, Rejection, Response, StoreRequest
 from gateway.metrics import METRICS
 from gateway.services import Service
@@ -98,6 +101,10 @@ class StorageSettings(BaseModel):
     low_water_mark: str | int = "1%"
     check_sop_class: bool = True
     require_pixel_data: bool = True
+    # Seconds a store waits for the index (e.g. another process holding a long
+    # write transaction) before it is refused (STO-8). Keep it below the peers'
+    # DIMSE timeout (pynetdicom: 30 s) so they get a status, not a timeout.
+    index_timeout: float = Field(10.0, gt=0, le=300)
 
     @field_validator("low_water_mark")
     @classmethod
@@ -117,6 +124,26 @@ def settings_of(config: Any) -> StorageSettings:
 
 def storage_root(config: Any, s: StorageSettings) -> Path:
     return Path(s.root) if s.root else Path(config.node.data_dir) / "archive"
+
+
+_indexes: dict[tuple[str, float], Index] = {}
+_indexes_lock = threading.Lock()
+
+
+def index_of(config: Any, s: StorageSettings) -> Index:
+    """This process's index for the storage service: one per URL and timeout.
+
+    The store waits at most ``index_timeout`` for the database's write lock
+    (no further retries), then answers with a refusal status.
+    """
+    key = (config.effective_database_url(), s.index_timeout)
+    index = _indexes.get(key)
+    if index is None:
+        with _indexes_lock:
+            index = _indexes.get(key)
+            if index is None:
+                index = _indexes[key] = Index(key[0], busy_timeout=s.index_timeout, lock_retries=0)
+    return index
 
 
 def _sop_classes(config: Any) -> list[str]:
@@ -179,6 +206,31 @@ def _digest(payload: DatasetPayload) -> str:
     return h.hexdigest()
 
 
+_LOCK_STRIPES = 256
+
+
+@contextmanager
+def instance_lock(data_dir: str | os.PathLike, sop_instance_uid: str) -> Iterator[None]:
+    """Hold the lock of one SOP Instance UID (striped over 256 lock files).
+
+    ``flock`` on a descriptor of its own excludes other threads as well as
+    other worker processes on this host, and the kernel drops it when a
+    process dies, so a killed worker never leaves a stale lock.
+    """
+    directory = Path(data_dir) / "locks"
+    stripe = zlib.crc32(sop_instance_uid.encode()) % _LOCK_STRIPES
+    try:
+        fd = os.open(directory / f"store-{stripe:02x}", os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / f"store-{stripe:02x}", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while waiting
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 class StorageSCP:
     """The C-STORE handler. Stateless: everything comes from the request's config."""
 
@@ -222,47 +274,68 @@ class StorageSCP:
         backend = self.backends.create(s.backend, storage_root(config, s))
         rel = f"{attrs.study_instance_uid}/{attrs.series_instance_uid}/{uid}.dcm"
         digest = _digest(payload)
-        try:
-            index = shared(config.effective_database_url())
-            existing = index.find_instance(uid)
-        except IndexUnavailable as exc:
-            return fail("index_unavailable", f"index unavailable: {exc}")
-        if existing is not None and existing.file is not None:
-            same = existing.file.sha256 == digest and backend.exists(existing.file.path)
-            if same:
-                METRICS.inc("gateway_store_duplicates_total", outcome="identical")
-                return Status.SUCCESS  # STO-6: a byte-identical resend is a no-op
-            if s.duplicate_policy == "keep-first":
-                METRICS.inc("gateway_store_duplicates_total", outcome="kept-first")
-                log.info("duplicate kept as first received", extra={"sop_instance_uid": uid})
-                return Status.SUCCESS
-            if s.duplicate_policy == "reject":
-                return fail("duplicate", "duplicate SOP Instance UID with different content")
+        # One store of a SOP Instance at a time, across threads and worker
+        # processes: the duplicate decision (STO-6), the file and the index row
+        # must describe the same object when a peer resends on a new
+        # association while the first copy is still being written.
+        with instance_lock(config.node.data_dir, uid):
+            try:
+                index = index_of(config, s)
+                existing = index.find_instance(uid)
+            except IndexUnavailable as exc:
+                return fail("index_unavailable", f"index unavailable: {exc}")
+            if existing is not None and existing.file is not None:
+                same = existing.file.sha256 == digest and backend.exists(existing.file.path)
+                if same:
+                    METRICS.inc("gateway_store_duplicates_total", outcome="identical")
+                    return Status.SUCCESS  # STO-6: a byte-identical resend is a no-op
+                if s.duplicate_policy == "keep-first":
+                    METRICS.inc("gateway_store_duplicates_total", outcome="kept-first")
+                    log.info("duplicate kept as first received", extra={"sop_instance_uid": uid})
+                    return Status.SUCCESS
+                if s.duplicate_policy == "reject":
+                    return fail("duplicate", "duplicate SOP Instance UID with different content")
 
-        head = file_meta(request.sop_class_uid, uid, syntax, config.node.implementation_class_uid,
-                         config.node.implementation_version_name, request.association.calling_ae)
-        try:
-            size = backend.write(rel, head, payload)
-        except OSError as exc:
-            from gateway_plugins.filesystem import OutOfSpace
+            head = file_meta(request.sop_class_uid, uid, syntax, config.node.implementation_class_uid,
+                             config.node.implementation_version_name, request.association.calling_ae)
+            try:
+                staged = backend.stage(rel, head, payload)
+            except OSError as exc:
+                from gateway_plugins.filesystem import OutOfSpace
 
-            if isinstance(exc, OutOfSpace):
-                return fail("out_of_resources", f"out of disk space: {exc.strerror}")
-            return fail("internal", f"write failed: {exc}")
-        record = FileRecord(rel, size, digest, syntax, backend=s.backend, calling_ae=request.association.calling_ae,
-                            called_ae=request.association.called_ae)
-        try:
-            with index.transaction() as tx:
-                stored = tx.store_instance(attrs, record)
-        except IndexUnavailable as exc:
-            # Not acknowledged: the file stays (it is complete), the index
-            # will be told on the resend the peer makes after this failure.
-            return fail("index_unavailable", f"index unavailable: {exc}")
-        if stored.replaced is not None and stored.replaced.path != rel:
-            backend.delete(stored.replaced.path)
-        METRICS.inc("gateway_instances_stored_total", sop_class=attrs.sop_class_uid)
-        METRICS.inc("gateway_stored_bytes_total", size)
-        return Status.SUCCESS
+                if isinstance(exc, OutOfSpace):
+                    return fail("out_of_resources", f"out of disk space: {exc.strerror}")
+                return fail("internal", f"write failed: {exc}")
+            size = staged.size
+            record = FileRecord(rel, size, digest, syntax, backend=s.backend, calling_ae=request.association.calling_ae,
+                                called_ae=request.association.called_ae)
+            try:
+                if existing is None:
+                    # A new object: into place, then its row. If the index then
+                    # fails, the peer is not acknowledged and the complete,
+                    # unindexed file is replaced by its resend.
+                    staged.commit()
+                    with index.transaction() as tx:
+                        stored = tx.store_instance(attrs, record)
+                else:
+                    # A new version of a stored object (STO-6 overwrite): renamed
+                    # over the old one only once the index's write lock is held,
+                    # so an index that cannot be written leaves the acknowledged
+                    # version and its row as they were.
+                    with index.transaction() as tx:
+                        stored = tx.store_instance(attrs, record)
+                        staged.commit()
+            except IndexUnavailable as exc:
+                staged.abort()
+                return fail("index_unavailable", f"index unavailable: {exc}")
+            except OSError as exc:
+                staged.abort()
+                return fail("internal", f"write failed: {exc}")
+            if stored.replaced is not None and stored.replaced.path != rel:
+                backend.delete(stored.replaced.path)
+            METRICS.inc("gateway_instances_stored_total", sop_class=attrs.sop_class_uid)
+            METRICS.inc("gateway_stored_bytes_total", size)
+            return Status.SUCCESS
 
 
 def low_on_space(config: Any) -> str | None:

@@ -24,6 +24,10 @@ class ImportSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
+class BrokenFile(ValueError):
+    """A file with a DICOM preamble whose File Meta cannot be read."""
+
+
 def candidates(paths: Iterable[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
@@ -34,17 +38,48 @@ def candidates(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
+# Explicit VRs with a reserved field and a 32-bit length (PS3.5 7.1.2).
+_LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
+
+
+def meta_end(raw: bytes, start: int = 132) -> int:
+    """Offset of the dataset after a File Meta group that begins at ``start``.
+
+    Walks the group 0002 elements one by one rather than trusting (0002,0000):
+    files on non-conformant media (MED-4) may lack the group length or carry a
+    wrong one, and a dataset cut there would keep File Meta elements inside.
+    Explicit VR LE as PS3.10 7.1 says; an implicit VR meta, as some old writers
+    made, is read too.
+    """
+    pos = start
+    while pos + 8 <= len(raw) and raw[pos:pos + 2] == b"\x02\x00":
+        vr = raw[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", raw, pos + 8)
+            pos += 12 + length
+        elif vr.isalpha() and vr.isupper():
+            (length,) = struct.unpack_from("<H", raw, pos + 6)
+            pos += 8 + length
+        else:  # implicit VR: a 32-bit length right after the tag
+            (length,) = struct.unpack_from("<I", raw, pos + 4)
+            pos += 8 + length
+    if pos > len(raw):
+        raise ValueError("File Meta runs past the end of the file")
+    return pos
+
+
 def _split(path: Path) -> tuple[str, str, str, bytes]:
     """(SOP class, SOP instance, transfer syntax, dataset bytes) of a DICOM file."""
     raw = path.read_bytes()
     if raw[128:132] == b"DICM":
         from pydicom.filereader import read_file_meta_info
 
-        meta = read_file_meta_info(path)
-        # (0002,0000) gives the group's length: the dataset starts after it.
-        (length,) = struct.unpack("<I", raw[140:144])
-        return (str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
-                str(meta.TransferSyntaxUID), raw[144 + length:])
+        try:  # DICOM by its preamble: a broken one is a failure, not a skip
+            meta = read_file_meta_info(path)
+            return (str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
+                    str(meta.TransferSyntaxUID), raw[meta_end(raw):])
+        except Exception as exc:
+            raise BrokenFile(f"unreadable File Meta: {exc}") from exc
     # No preamble: a bare dataset, as some non-conformant media hold them.
     from pydicom import dcmread
 
@@ -70,6 +105,10 @@ def import_paths(paths: Iterable[str | os.PathLike], runtime: Any,
                 continue
             try:
                 sop_class, sop_instance, syntax, data = _split(path)
+            except BrokenFile as exc:
+                problem = str(exc)
+                summary.failed.append((path, problem))
+                continue
             except Exception as exc:
                 summary.skipped.append((path, f"not DICOM: {exc}"))
                 continue
