@@ -122,3 +122,13 @@ def test_fast_response_commands_equal_pynetdicoms(kind, status):
     assert encode_response_command(primitive) == expected
     primitive.ErrorComment = "with a comment"
     assert encode_response_command(primitive) is None  # falls back to pynetdicom
+
+
+def test_wake_after_the_reactor_ended_is_harmless():
+    """A store answered after the peer aborted sends its response into a DUL
+    whose eventfd is closed: that must be a no-op, not a ValueError."""
+    from gateway.net.fastpath import FastDUL
+
+    dul = FastDUL.__new__(FastDUL)
+    dul._wake_fd = -1
+    dul._wake()

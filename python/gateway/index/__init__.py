@@ -20,20 +20,9 @@ from gateway.index.store import (FileRecord, Index, IndexUnavailable, PatientNod
                                  StoredInstance, StudyNode, Transaction, alembic_config,
                                  wildcard_to_like)
 
-_shared: dict[str, Index] = {}
-
-
-def shared(url: str) -> Index:
-    """One Index per database URL per process (services call this per request)."""
-    index = _shared.get(url)
-    if index is None:
-        index = _shared[url] = Index(url)
-    return index
-
-
 # The name the first API sketch used; UnreadableDataset is the one to use.
 AttributeError_ = UnreadableDataset
 
 __all__ = ["Index", "Transaction", "InstanceAttrs", "FileRecord", "StoredInstance", "IndexUnavailable",
            "UnreadableDataset", "AttributeError_", "extract_attributes", "normalize_pn",
-           "PatientNode", "StudyNode", "SeriesNode", "alembic_config", "wildcard_to_like", "shared"]
+           "PatientNode", "StudyNode", "SeriesNode", "alembic_config", "wildcard_to_like"]

@@ -97,9 +97,12 @@ class FastDUL(DULServiceProvider):
 
     # -- waking ------------------------------------------------------------
     def _wake(self) -> None:
+        fd = self._wake_fd
+        if fd < 0:  # the reactor has ended (peer aborted); nothing to wake
+            return
         try:
-            os.eventfd_write(self._wake_fd, 1)
-        except OSError:  # closed at shutdown
+            os.eventfd_write(fd, 1)
+        except OSError:  # closed between the check and the write
             pass
 
     def send_pdu(self, primitive: Any) -> None:
