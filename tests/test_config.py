@@ -119,8 +119,8 @@ allow_store = true
 """,
         "remotes/ws.toml": 'ae_title = "WS"\nhost = "ws"\nport = 4006\n',
         "routes/a.toml": '[[rule]]\nname = "one"\nmatch = { modality = "CT" }\nforward = ["pacs"]\n'
-                         '\n[[rule]]\nname = "two"\ndrop = true\n',
-        "routes/b.toml": '[[rule]]\nname = "three"\nhold = "1h"\n',
+                         '\n[[rule]]\nname = "two"\naction = "drop"\n',
+        "routes/b.toml": '[[rule]]\nname = "three"\naction = "hold"\nforward = ["pacs"]\n',
         "printers/film.toml": 'ae_title = "PRINTER"\nhost = "p"\nport = 104\nmedium_type = "BLUE FILM"\n',
         "plugins/verification.toml": "enabled = false\n",
         "plugins/storage.toml": 'duplicate_policy = "reject"\nenabled = true\n',
@@ -160,7 +160,7 @@ allow_store = true
         c.node.ae_title = "X"  # type: ignore[misc]
     # Digest: stable, over content, equal to the cheap digest_of the watcher uses.
     assert c.digest == load_config(root).digest == digest_of(root)
-    (root / "routes" / "b.toml").write_text('[[rule]]\nname = "three"\nhold = "2h"\n')
+    (root / "routes" / "b.toml").write_text('[[rule]]\nname = "three"\naction = "drop"\n')
     assert load_config(root).digest != c.digest
 
 
@@ -203,10 +203,11 @@ def test_check_command_lists_problems(tmp_path, capsys):
 
 def test_every_documented_key_is_a_model_field():
     """docs/configuration.md and the models agree (a renamed key would break operators)."""
-    from gateway.config.models import Http, Listener, Node, Remote
+    from gateway.config.models import Forwarding, Http, Listener, Node, Remote
+    from gateway.routing import RouteRule
 
     doc = (REPO / "docs" / "configuration.md").read_text()
-    for model in (Node, Listener, Http, Remote):
+    for model in (Node, Listener, Http, Remote, Forwarding, RouteRule):
         for field in model.model_fields:
             assert f"`{field}`" in doc, f"{model.__name__}.{field} is not documented"
 

@@ -26,8 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway import dictionaries
 from gateway.hookspecs import hookimpl
 from gateway.index import FileRecord, Index, IndexUnavailable, UnreadableDataset, extract_attributes
-from gateway.messages import DatasetPayload, Rejection, Response, StoreRequest
+from gateway.messages import DatasetPayload, Rejection, Response, RoutedInstance, StoreRequest
 from gateway.metrics import METRICS
+from gateway.routing import association_key, header_loader
 from gateway.services import Service
 from gateway.status import Status
 
@@ -271,6 +272,16 @@ class StorageSCP:
             if not has_pixels:
                 return fail("no_pixel_data", "image object without Pixel Data (7FE0,0010)")
 
+        # Routing (DESIGN §2): decided before the index transaction (rules and
+        # hooks stay outside the database lock), recorded inside it.
+        router, routed, decision = request.router, None, None
+        if router is not None:
+            routed = RoutedInstance(uid, attrs.sop_class_uid, attrs.study_instance_uid,
+                                    attrs.series_instance_uid, attrs.modality, syntax, request.association,
+                                    _loader=header_loader(source, syntax))
+            if router.active:
+                decision = router.decide(routed)
+
         backend = self.backends.create(s.backend, storage_root(config, s))
         rel = f"{attrs.study_instance_uid}/{attrs.series_instance_uid}/{uid}.dcm"
         digest = _digest(payload)
@@ -317,6 +328,8 @@ class StorageSCP:
                     staged.commit()
                     with index.transaction() as tx:
                         stored = tx.store_instance(attrs, record)
+                        if routed is not None:
+                            router.record(tx, decision, routed)
                 else:
                     # A new version of a stored object (STO-6 overwrite): renamed
                     # over the old one only once the index's write lock is held,
@@ -324,6 +337,8 @@ class StorageSCP:
                     # version and its row as they were.
                     with index.transaction() as tx:
                         stored = tx.store_instance(attrs, record)
+                        if routed is not None:
+                            router.record(tx, decision, routed)
                         staged.commit()
             except IndexUnavailable as exc:
                 staged.abort()
@@ -333,9 +348,39 @@ class StorageSCP:
                 return fail("internal", f"write failed: {exc}")
             if stored.replaced is not None and stored.replaced.path != rel:
                 backend.delete(stored.replaced.path)
+            if routed is not None:
+                _note_association(request.association, index)
+                if decision is not None and decision.plans:
+                    METRICS.inc("gateway_forward_jobs_queued_total", len(decision.plans))
             METRICS.inc("gateway_instances_stored_total", sop_class=attrs.sop_class_uid)
             METRICS.inc("gateway_stored_bytes_total", size)
             return Status.SUCCESS
+
+
+# Associations that stored something in this process, so their end can mark
+# their series (completeness "when the sender's association ends").
+_open_senders: dict[str, Index] = {}
+_open_senders_lock = threading.Lock()
+
+
+def _note_association(info: Any, index: Index) -> None:
+    with _open_senders_lock:
+        _open_senders[info.id] = index
+
+
+@hookimpl
+def gateway_association_closed(association: Any, reason: str) -> None:
+    with _open_senders_lock:
+        index = _open_senders.pop(association.id, None)
+    if index is None:
+        return
+    from gateway.index.queue import ForwardQueue
+
+    try:
+        ForwardQueue(index).association_ended(association_key(association))
+    except IndexUnavailable as exc:
+        # The series then completes by quiet time instead.
+        log.warning("cannot record the end of an association", extra={"assoc": association.id, "error": str(exc)})
 
 
 def low_on_space(config: Any) -> str | None:

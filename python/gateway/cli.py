@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   dicom-gateway echo 127.0.0.1 11112 --aec DICOM_GATEWAY
   dicom-gateway config check /etc/dicom-gateway
   dicom-gateway plugins
+  dicom-gateway route test --config /etc/dicom-gateway --calling-ae SCANNER1 IM0001.dcm
 """
 
 
@@ -138,6 +139,20 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return import_command(args.paths, runtime)
 
 
+def _cmd_route_test(args: argparse.Namespace) -> int:
+    from gateway.routing.cli import route_test_command
+    from gateway.runtime import PluginConfigError, build_runtime
+
+    config = _load(args)
+    try:
+        runtime = build_runtime(config, 1)
+    except PluginConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    return route_test_command(args.files, runtime, args.calling_ae, args.called_ae or config.node.ae_title,
+                              args.source)
+
+
 def _cmd_conformance(args: argparse.Namespace) -> int:
     from gateway.conformance import render
     from gateway.plugins import load_host
@@ -231,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("check", help="validate a config directory without running it")
     c.add_argument("dir")
     c.set_defaults(func=_cmd_config_check)
+
+    p = sub.add_parser("route", help="routing tools")
+    rsub = p.add_subparsers(dest="route_command", required=True, metavar="SUBCOMMAND")
+    r = rsub.add_parser("test", help="show which routing rules match DICOM files, and why",
+                        epilog="example: dicom-gateway route test --config /etc/dicom-gateway "
+                               "--calling-ae SCANNER1 ct/IM0001.dcm",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("files", nargs="+", metavar="FILE")
+    r.add_argument("--config", metavar="DIR")
+    r.add_argument("--calling-ae", "-aet", default="IMPORT", help="calling AE title to assume (default IMPORT)")
+    r.add_argument("--called-ae", "-aec", help="called AE title to assume (default the node's)")
+    r.add_argument("--source", default="127.0.0.1", help="sender's address to assume (default 127.0.0.1)")
+    r.set_defaults(func=_cmd_route_test)
 
     p = sub.add_parser("conformance", help="print the conformance statement generated from the loaded services")
     p.add_argument("--config", metavar="DIR")

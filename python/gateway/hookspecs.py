@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from gateway.messages import AssociationInfo, AssociationRequest, Rejection, Response, StoreRequest
+    from gateway.messages import (AssociationInfo, AssociationRequest, Rejection, Response, RoutedInstance,
+                                  SeriesInfo, StoreRequest)
     from gateway.services import BackendRegistry, ServiceRegistry
 
 PROJECT = "gateway"
@@ -110,4 +111,34 @@ def gateway_instance_received(request: "StoreRequest") -> "Response | int | None
     a failure :class:`gateway.messages.Response` (or status code) to refuse
     the instance with that status, or ``None`` to continue. The first
     non-``None`` result wins (firstresult).
+    """
+
+
+@hookspec
+def gateway_route(instance: "RoutedInstance", config: Any) -> "list[str] | None":
+    """Add forward destinations for an instance that is being stored.
+
+    Called for every instance the storage service is about to index, after
+    the ``routes/*.toml`` rules were evaluated, with a
+    :class:`gateway.messages.RoutedInstance` (who sent it, its UIDs, modality,
+    and ``instance.dataset()`` for any other attribute) and the running config.
+    Return a list of destinations — a configured remote's name or
+    ``"AET@host:port"`` — or ``None``. Every implementation is called and the
+    lists are merged with the rules' destinations; a destination named twice
+    is queued once. ``instance.destinations`` holds what the rules chose (read
+    only). A rule with action ``drop`` that matched vetoes every destination,
+    including these. The jobs are written in the same transaction as the
+    instance, so keep this fast: no network I/O.
+    """
+
+
+@hookspec
+def gateway_series_complete(series: "SeriesInfo", config: Any) -> None:
+    """Observe a series that has become complete.
+
+    Called in the sender process once per completion: when no instance of the
+    series arrived for ``[forwarding] series_quiet_time`` seconds, or the
+    association that sent its last instance ended, whichever comes first. A
+    late arrival reopens the series, so the event can fire again for the same
+    series. ``series`` is a :class:`gateway.messages.SeriesInfo`. Returns nothing.
     """

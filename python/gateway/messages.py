@@ -155,6 +155,53 @@ class StoreRequest(DimseRequest):
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
     payload: DatasetPayload | None = None
+    #: The config generation's :class:`gateway.routing.Router`: a storage service
+    #: asks it for a plan and records the plan in its index transaction, so the
+    #: forward jobs commit with the instance (DESIGN §2). None: no forwarding.
+    router: Any = None
+
+
+@dataclass
+class RoutedInstance:
+    """An instance being stored, as routing (rules and `gateway_route`) sees it."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str | None
+    transfer_syntax: str
+    association: AssociationInfo
+    #: destinations the routes/*.toml rules chose so far
+    destinations: tuple[str, ...] = ()
+    _dataset: Any = field(default=None, repr=False)
+    _loader: Any = field(default=None, repr=False)
+
+    def dataset(self) -> Any:
+        """The header as a pydicom ``Dataset`` (read once, without Pixel Data)."""
+        if self._dataset is None and self._loader is not None:
+            self._dataset = self._loader()
+        return self._dataset
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """A series that became complete (`gateway_series_complete`)."""
+
+    series_instance_uid: str
+    study_instance_uid: str
+    instances_received: int
+
+
+@dataclass
+class EventReportRequest(DimseRequest):
+    """N-EVENT-REPORT-RQ (PS3.7 10.1.1) with its Event Information as received,
+    encoded in ``context.transfer_syntax`` (e.g. a Storage Commitment result, PS3.4 J.3.3)."""
+
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    event_type_id: int = 0
+    payload: DatasetPayload | None = None
 
 
 @dataclass

@@ -35,6 +35,13 @@ class Runtime:
         return self.plugins.services.scp_table(self.config)
 
     @functools.cached_property
+    def router(self) -> Any:
+        """This generation's router (routes/*.toml + `gateway_route`)."""
+        from gateway.routing import Router
+
+        return Router(self.config, self.plugins)
+
+    @functools.cached_property
     def contexts(self) -> list[Any]:
         from gateway.net.contexts import scp_contexts
 

@@ -21,6 +21,10 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.locate import key_lines, line_of
 from gateway.config.models import Document, GatewayConfig, Remote
+from gateway.routing.rules import RouteRule
+
+# A destination written inline in a rule: AET@host:port
+_DESTINATION_SPEC = re.compile(r"^[^@\\]{1,16}@[^:@\s]+:\d{1,5}$")
 
 log = logging.getLogger("gateway.config")
 
@@ -127,11 +131,18 @@ def _describe(err: dict[str, Any], model: type[BaseModel] | None, loc: tuple) ->
 
 
 def _issues_from(exc: ValidationError, f: _File, model: type[BaseModel] | None = None,
-                 overridden: frozenset[tuple] = frozenset()) -> list[ConfigIssue]:
+                 overridden: frozenset[tuple] = frozenset(), prefix: tuple = ()) -> list[ConfigIssue]:
+    """One issue per pydantic error; ``prefix`` is where ``model``'s table sits in the file."""
     out = []
     for err in exc.errors():
         loc = tuple(x for x in err["loc"]
                     if not (isinstance(x, str) and x.startswith(("function-after", "list[", "literal["))))
+        if prefix:
+            text = _describe(err, model, loc)
+            full = prefix + loc
+            key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in full).replace(".[", "[")
+            out.append(ConfigIssue(f.rel, line_of(f.lines, full) or line_of(f.lines, prefix), key, text))
+            continue
         key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
         if loc in overridden:
             out.append(ConfigIssue(COMMAND_LINE, None, f"--{_OVERRIDE_LOCS[loc].replace('_', '-')}",
@@ -247,6 +258,18 @@ def load_config(directory: Path | str | None = None, overrides: dict[str, Any] |
                                           f"rule {name!r} is also defined in {rule_names[name]}; rule names are unique"))
                 continue
             rule_names[name] = f.rel.as_posix()
+            try:
+                rule = RouteRule.model_validate(body)
+            except ValidationError as exc:
+                issues.extend(_issues_from(exc, f, RouteRule, prefix=("rule", i)))
+                continue
+            for j, dest in enumerate(rule.forward):
+                if dest.lower() not in remote_names and not _DESTINATION_SPEC.match(dest):
+                    known = ", ".join(sorted(extra["remotes"])) or "none configured"
+                    issues.append(ConfigIssue(f.rel, line_of(f.lines, ("rule", i, "forward")) or line,
+                                              f"rule[{i}].forward[{j}]",
+                                              f"unknown destination {dest!r}: name a remote (remotes/<name>.toml; "
+                                              f"known: {known}) or write AET@host:port"))
             extra["routes"].append(Document(file=f.rel.as_posix(), line=line, name=name, body=body))
 
     for kind, key in (("printers", "printers"), ("plugins", "plugin_files")):
@@ -260,12 +283,12 @@ def load_config(directory: Path | str | None = None, overrides: dict[str, Any] |
     data = _copy(main.data)
     _apply_overrides(data, overrides or {})
     overridden = frozenset(loc for loc, name in _OVERRIDE_LOCS.items() if name in (overrides or {}))
-    sections = ("node", "listeners", "http", "plugins")
+    sections = ("node", "listeners", "http", "plugins", "forwarding")
     for k in sorted(set(data) - set(sections)):
         close = difflib.get_close_matches(k, sections, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         issues.append(ConfigIssue(main.rel, line_of(main.lines, (k,)), k,
-                                  f"unknown key; {hint}gateway.toml holds [node], [[listeners]], [http] and [plugins]"))
+                                  f"unknown key; {hint}gateway.toml holds [node], [[listeners]], [http], [plugins] and [forwarding]"))
         data.pop(k)
     config = None
     try:

@@ -92,6 +92,22 @@ class PluginsSection(_Model):
     modules: list[str] = Field(default_factory=list, description="extra importable modules loaded as plugins")
 
 
+class Forwarding(_Model):
+    """[forwarding]: the durable forward queue and its sender workers (DESIGN §2)."""
+
+    enabled: bool = Field(True, description="run sender workers (jobs are queued either way)")
+    series_quiet_time: Seconds = Field(60.0, description="a series with no arrival for this long is complete")
+    max_attempts: int = Field(10, ge=1, description="tries before a job is dead-lettered")
+    backoff_initial: Seconds = Field(2.0, description="first retry delay; doubles per try, with jitter")
+    backoff_max: Seconds = 600.0
+    lease: Seconds = Field(300.0, gt=0, description="a claimed job returns to the queue after this long")
+    breaker_threshold: int = Field(5, ge=1, description="consecutive association failures that open the circuit")
+    breaker_cooldown: Seconds = Field(30.0, description="how long an open circuit waits before one probe")
+    idle_close: Seconds = Field(5.0, description="an idle association to a destination is released after this long")
+    batch: int = Field(64, ge=1, description="jobs claimed at once per association")
+    poll_interval: Seconds = Field(0.5, gt=0)
+
+
 class Remote(_Model):
     """remotes/<name>.toml (CFG-2, SND-6, SND-7, SND-8)."""
 
@@ -114,6 +130,8 @@ class Remote(_Model):
     allow_query: bool = True
     allow_move: bool = True
     allow_store: bool = True
+    associations: int = Field(1, ge=1, le=64, description="parallel associations the sender opens while work is queued")
+    max_attempts: int | None = Field(None, ge=1, description="overrides [forwarding] max_attempts")
 
 
 class Document(_Model):
@@ -139,6 +157,7 @@ class GatewayConfig(_Model):
     listeners: list[Listener] = Field(default_factory=list)
     http: Http = Field(default_factory=Http)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
+    forwarding: Forwarding = Field(default_factory=Forwarding)
     remotes: dict[str, Remote] = Field(default_factory=dict)
     routes: list[Document] = Field(default_factory=list)
     printers: dict[str, Document] = Field(default_factory=dict)

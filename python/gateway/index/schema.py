@@ -15,10 +15,11 @@ database matches this module.
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
-                        String, Table)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
+                        MetaData, String, Table)
 
-__all__ = ["metadata", "patients", "studies", "series", "instances", "files"]
+__all__ = ["metadata", "patients", "studies", "series", "instances", "files", "forward_jobs",
+           "series_activity", "commitments", "commitment_items"]
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -112,4 +113,81 @@ files = Table(
     Column("received_at", DateTime, nullable=False),  # naive UTC
     Column("calling_ae", Text, nullable=False),
     Column("called_ae", Text, nullable=False),
+)
+
+# ---- the durable forward queue (DESIGN §2: a transactional outbox) ---------------
+#
+# A job is written in the same transaction as the instance row it forwards, so
+# nothing acknowledged is ever forgotten. Jobs name the instance by UID (not by
+# foreign key): a job outlives an overwrite (STO-6) and reads the file current
+# when it is sent. States:
+#   waiting  held until its series is complete (route option)
+#   held     kept for an operator (route action "hold"); `queue retry` releases it
+#   pending  ready from next_attempt_at on
+#   claimed  a sender holds it until lease_until (a dead sender's lease expires)
+#   done     sent (Success or Warning, SND-5)
+#   failed   the peer cannot take it (SND-4: SOP class not accepted); not retried
+#   dead     gave up after max_attempts (dead letter); `queue retry` replays it
+forward_jobs = Table(
+    "forward_jobs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("destination", Text, nullable=False),        # a remote's name or AET@host:port
+    Column("sop_instance_uid", Text, nullable=False, index=True),
+    Column("sop_class_uid", Text, nullable=False),
+    Column("series_instance_uid", Text, nullable=False, index=True),
+    Column("study_instance_uid", Text, nullable=False),
+    Column("rule", Text, nullable=False),                # the route rule (or plugin) that asked for it
+    Column("priority", Integer, nullable=False),         # higher first
+    Column("state", Text, nullable=False),
+    Column("options", Text, nullable=False),             # JSON: per-route options (syntax preference, ...)
+    Column("complete_after", Float),                     # waiting: quiet seconds; -1 = sender's association end
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=False),  # naive UTC
+    Column("claimed_by", Text),
+    Column("lease_until", DateTime),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+)
+Index("ix_forward_jobs_claim", forward_jobs.c.destination, forward_jobs.c.state,
+      forward_jobs.c.next_attempt_at)
+
+# Arrival activity per series, for completeness (quiet time or association end).
+series_activity = Table(
+    "series_activity", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_instance_uid", Text, nullable=False, unique=True),
+    Column("study_instance_uid", Text, nullable=False),
+    Column("last_received_at", DateTime, nullable=False),
+    Column("association", Text, nullable=False),         # the last sender's association id
+    Column("association_ended", Boolean, nullable=False),
+    Column("completed_at", DateTime),                    # NULL while open; a late arrival reopens
+    Column("instances_received", Integer, nullable=False),
+)
+
+# Storage Commitment Push Model SCU transactions (SND-8), so they survive restarts.
+commitments = Table(
+    "commitments", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("transaction_uid", Text, nullable=False, unique=True),
+    Column("destination", Text, nullable=False, index=True),
+    # requested (N-ACTION accepted) | committed | partial (some failed) | failed | error (N-ACTION refused)
+    Column("state", Text, nullable=False),
+    Column("action_status", Integer),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+commitment_items = Table(
+    "commitment_items", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("commitment_fk", Integer, ForeignKey("commitments.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("sop_instance_uid", Text, nullable=False, index=True),
+    Column("sop_class_uid", Text, nullable=False),
+    Column("study_instance_uid", Text, nullable=False, index=True),
+    Column("state", Text, nullable=False),               # pending | committed | failed
+    Column("failure_reason", Integer),                   # (0008,1197) when failed
 )

@@ -20,6 +20,7 @@ from pynetdicom import evt
 from gateway.messages import (
     DatasetPayload,
     EchoRequest,
+    EventReportRequest,
     PresentationContextInfo,
     Response,
     StoreRequest,
@@ -34,6 +35,7 @@ log = logging.getLogger("gateway.dispatch")
 _FAILURE = {
     "c_echo": Status.PROCESSING_FAILURE,
     "c_store": Status.UNABLE_TO_PROCESS,  # Cxxx "cannot understand" range, STO-8
+    "n_event_report": Status.PROCESSING_FAILURE,  # PS3.7 10.1.1.1.8
 }
 
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gw-plugin")
@@ -65,13 +67,28 @@ def _to_wire(answer: Any) -> int | Dataset:
     return int(answer)
 
 
+def _find_service(runtime: Any, operation: str, abstract_syntax: str) -> Any:
+    """The SCP service for the request; else, for requests the SOP class's SCU
+    receives (an N-EVENT-REPORT from a Storage Commitment SCP, PS3.4 J.3.3), a
+    service registered with role "scu" that implements the operation."""
+    registry = runtime.plugins.services
+    service = registry.find(runtime.config, operation, abstract_syntax)
+    if service is not None:
+        return service
+    for candidate in registry.services.values():
+        if (candidate.role == "scu" and operation in candidate.operations()
+                and abstract_syntax in candidate.resolve_sop_classes(runtime.config)):
+            return candidate
+    return None
+
+
 def dispatch(event: Any, operation: str, request: Any) -> int | Dataset:
     assoc = event.assoc
     runtime = assoc.gw_runtime
     started = time.perf_counter()
     assoc.gw_busy = True
     try:
-        service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
+        service = _find_service(runtime, operation, request.context.abstract_syntax)
         if service is None:
             log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
             return Status.SOP_CLASS_NOT_SUPPORTED
@@ -126,11 +143,33 @@ def on_c_store(event: Any) -> int | Dataset:
         move_originator_ae=rq.MoveOriginatorApplicationEntityTitle or None,
         move_originator_message_id=rq.MoveOriginatorMessageID,
         payload=payload,
+        router=event.assoc.gw_runtime.router,
     )
     return dispatch(event, "c_store", req)
+
+
+def on_n_event_report(event: Any) -> tuple[int | Dataset, None]:
+    rq = event.request
+    payload = getattr(rq, "_gateway_payload", None)
+    if payload is None:  # pynetdicom receive path, or no Event Information at all
+        info = rq.EventInformation
+        payload = DatasetPayload(data=info.getvalue() if info is not None else b"")
+    req = EventReportRequest(
+        event.assoc.gw_info,
+        _context(event),
+        rq.MessageID,
+        event.assoc.gw_runtime.config,
+        sop_class_uid=str(rq.AffectedSOPClassUID or ""),
+        sop_instance_uid=str(rq.AffectedSOPInstanceUID or ""),
+        event_type_id=int(rq.EventTypeID or 0),
+        payload=payload,
+    )
+    # pynetdicom wants (status, Event Reply); no service class we serve has an Event Reply.
+    return dispatch(event, "n_event_report", req), None
 
 
 HANDLERS = [
     (evt.EVT_C_ECHO, on_c_echo),
     (evt.EVT_C_STORE, on_c_store),
+    (evt.EVT_N_EVENT_REPORT, on_n_event_report),
 ]
