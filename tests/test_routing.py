@@ -293,3 +293,33 @@ def test_hook_route(tmp_path):
     # Without rules or an implementation, routing costs nothing per instance.
     empty = load_config(write_config(tmp_path / "empty", ""))
     assert not Router(empty, load_host()).active
+
+
+def test_rules_hot_reload(inprocess_gateway, tmp_path, corpus_small):
+    """Issue 5.2: a changed routes/*.toml applies to the next association without a
+    restart; an invalid one keeps the last good rules."""
+    from test_reload import wait_for
+
+    port = free_port()
+    gw = inprocess_gateway(basic_toml(port, tmp_path / "data", extra="[forwarding]\nenabled = false\n"),
+                           **{"remotes/pacs.toml": PACS, "routes/r.toml": """
+        [[rule]]
+        name = "ct"
+        match = { modality = "CT" }
+        forward = ["pacs"]
+        """})
+    ct = sorted((corpus_small / "explicit-le" / "CT").glob("*.dcm"))
+    pt = sorted((corpus_small / "explicit-le" / "PT").glob("*.dcm"))
+    _send(port, [ct[0], pt[0]])
+    index = Index(gw.worker.runtime.config.effective_database_url())
+    assert [j.sop_class_uid for j in ForwardQueue(index).list()] == [CT]
+    (gw.config_dir / "routes" / "r.toml").write_text(
+        '[[rule]]\nname = "pt"\nmatch = { modality = "PT" }\nforward = ["pacs"]\n')
+    wait_for(lambda: gw.worker.runtime.generation == 2, what="reload")
+    _send(port, [ct[1], pt[1]])
+    assert [j.sop_class_uid for j in ForwardQueue(index).list()] == [CT, PT]
+    (gw.config_dir / "routes" / "r.toml").write_text(
+        '[[rule]]\nname = "pt"\nmatch = { Modalty = "PT" }\nforward = ["pacs"]\n')
+    wait_for(lambda: "Modalty" in (gw.worker.last_reload_error or ""), what="rejected reload")
+    _send(port, [ct[2], pt[2]])
+    assert [j.sop_class_uid for j in ForwardQueue(index).list()] == [CT, PT, PT]

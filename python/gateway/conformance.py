@@ -62,4 +62,49 @@ def render(config: Any, host: Any) -> str:
     for svc in sorted(host.services.services.values(), key=lambda s: s.name):
         ops = ", ".join(op.upper().replace("_", "-") for op in svc.operations())
         lines.append(f"- **{svc.name}** ({svc.plugin}): {ops}. {svc.description}")
+    lines += _export_section(config)
     return "\n".join(lines) + "\n"
+
+
+def _export_section(config: Any) -> list[str]:
+    """The Storage SCU (export) as configured: SND-1..SND-8, CFG-2."""
+    f = config.forwarding
+    lines = [
+        "",
+        "## Storage SCU (export, SND-1..SND-8)",
+        "- Proposes each needed storage SOP class with Implicit VR LE, Explicit VR LE and Explicit VR BE, "
+        "plus the object's stored syntax (SND-1); Verification with Implicit VR LE",
+        "- Sends in the first accepted of Explicit VR LE > Explicit VR BE > Implicit VR LE, converting in Rust "
+        "when stored otherwise (SND-2); a route may prefer another accepted syntax",
+        "- Many C-STOREs per association (SND-3); a SOP class the peer did not accept: the object is "
+        "failed and skipped (SND-4)",
+        "- Refused (A7xx): the association ends and the object is retried later; another failure: the "
+        "object is failed and the rest continue on a new association; Warning (Bxxx): sent, logged (SND-5)",
+        "- Association, DIMSE and session timers per destination; expiry aborts and fails the operation (SND-6)",
+        f"- Durable queue: retries with exponential backoff ({f.backoff_initial:g} s doubling to "
+        f"{f.backoff_max:g} s, jittered), dead letter after {f.max_attempts} tries, circuit breaker after "
+        f"{f.breaker_threshold} failed associations; at-least-once delivery",
+        "- Storage Commitment Push Model SCU (1.2.840.10008.1.20.1) when a destination requests it: "
+        "N-ACTION, N-EVENT-REPORT on the same or a new association (SND-8)",
+        "",
+    ]
+    if config.remotes:
+        lines += ["| remote | AE title | address | calling AE | max PDU | timers (assoc/DIMSE/session s) | "
+                  "commitment | SND-7 options |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in sorted(config.remotes.items()):
+            commit = "no"
+            if r.request_storage_commitment:
+                commit = (f"{r.commitment_ae_title or r.ae_title}@{r.commitment_host or r.host}:"
+                          f"{r.commitment_port or r.port}")
+            opts = [f"color SC as {r.color_sc}"]
+            if r.multiframe_sc_to_single:
+                opts.append("multi-frame SC split")
+            if r.treat_as_archive:
+                opts.append("archive")
+            lines.append(f"| {name} | {r.ae_title} | {r.host}:{r.port} | {config.calling_ae_title_for(name)} | "
+                         f"{r.max_pdu or 'unlimited'} | {r.association_timeout:g}/{r.dimse_timeout:g}/"
+                         f"{r.session_timeout or '-'} | {commit} | {', '.join(opts)} |")
+    else:
+        lines.append("No remote AEs are configured (remotes/*.toml, CFG-2).")
+    return lines
