@@ -27,9 +27,31 @@ def _ensure_known(uid: str, operations: tuple[str, ...]) -> None:
             return
 
 
+def _acceptor_roles(services: list[Any]) -> tuple[bool, bool]:
+    """(scu_role, scp_role) of an acceptor context, as pynetdicom reads them:
+    whether we accept a requestor that proposes, by SCP/SCU Role Selection
+    (PS3.7 D.3.3.4), to act as SCU resp. as SCP of the SOP class.
+
+    Our "scp" services accept a requestor acting as SCU; our "scu" services
+    accept one acting as SCP: e.g. a Storage Commitment SCP that opens an
+    association to us to send its N-EVENT-REPORT (PS3.4 J.3.3) proposes the
+    SCP role and is accepted with us as SCU. A requestor that proposes no
+    role selection always gets the default roles (it SCU, we SCP).
+    """
+    roles = {service.role for service in services}
+    return bool(roles & {"scp", "both"}), bool(roles & {"scu", "both"})
+
+
 def scp_contexts(registry: Any, config: Any) -> list[PresentationContext]:
+    """The contexts we accept: one per abstract syntax of every service,
+    the SCP services first (their order decides transfer syntax preference)."""
+    table: dict[str, list[Any]] = {uid: list(services) for uid, services in registry.scp_table(config).items()}
+    for service in registry.services.values():
+        if service.role == "scu":
+            for uid in service.resolve_sop_classes(config):
+                table.setdefault(uid, []).append(service)
     contexts = []
-    for uid, services in registry.scp_table(config).items():
+    for uid, services in table.items():
         syntaxes: list[str] = []
         ops: tuple[str, ...] = ()
         for service in services:
@@ -37,7 +59,6 @@ def scp_contexts(registry: Any, config: Any) -> list[PresentationContext]:
             syntaxes += [ts for ts in service.transfer_syntaxes if ts not in syntaxes]
         _ensure_known(uid, ops)
         cx = build_context(uid, syntaxes)
-        cx.scp_role = True
-        cx.scu_role = False
+        cx.scu_role, cx.scp_role = _acceptor_roles(services)
         contexts.append(cx)
     return contexts

@@ -1,0 +1,60 @@
+"""Storage Commitment Push Model, SCU side (SND-8, PS3.4 Annex J): the results.
+
+The N-ACTION requests leave from the sender (:mod:`gateway.net.commitment`).
+A Storage Commitment SCP may send its N-EVENT-REPORT on a new association it
+opens to one of our listeners (PS3.4 J.3.3), proposing the SCP role by SCP/SCU
+Role Selection; this service registers the SOP class with role "scu", so the
+listener accepts that association with us as SCU, and records the result in
+the index (transaction and items committed / failed, re-sends queued).
+
+Settings: ``plugins/commitment.toml`` (see docs/commitment.md)::
+
+    report_wait = 3.0        # seconds the N-ACTION association waits for a report on it
+    retry_after = 600        # re-send the N-ACTION of a transaction without report
+    give_up_after = 604800   # then fail it
+    max_resends = 3          # re-sends of an instance whose commitment failed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.hookspecs import hookimpl
+from gateway.messages import EventReportRequest
+from gateway.net import commitment as sc
+from gateway.services import Service
+
+
+class StorageCommitmentSCU:
+    """Receives Storage Commitment results (N-EVENT-REPORT-RQ, PS3.4 J.3.3)."""
+
+    def n_event_report(self, request: EventReportRequest) -> int:
+        peer = f"{request.association.calling_ae}@{request.association.peer_host}" if request.association else ""
+        data = request.payload.read() if request.payload is not None else b""
+        return sc.receive_event_report(sc.index_for(request.config), request.config, request.event_type_id, data,
+                                       request.context.transfer_syntax, sop_instance_uid=request.sop_instance_uid,
+                                       peer=peer)
+
+
+@hookimpl
+def gateway_register_services(registry: Any) -> None:
+    registry.add(Service(
+        name="storage-commitment-scu",
+        sop_classes=(sc.STORAGE_COMMITMENT_PUSH_MODEL,),
+        handler=StorageCommitmentSCU(),
+        role="scu",
+        description="Storage Commitment Push Model SCU: N-EVENT-REPORT results on a new association (SND-8)",
+    ))
+
+
+@hookimpl
+def gateway_config_loaded(config: Any) -> list[str]:
+    try:
+        sc.settings_of(config)
+    except ValidationError as exc:
+        doc = config.plugin_files.get("commitment")
+        where = doc.file if doc else "plugins/commitment.toml"
+        return [f"{where}: key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors()]
+    return []
