@@ -1,0 +1,245 @@
+"""`dicom-gateway send DEST PATH... | --study UID | --series UID` (SND-1..SND-7 for operators).
+
+DEST is a configured remote's name (remotes/<name>.toml, with its timers and
+SND-7 options) or ``AET@host:port``. Objects come from files and folders
+(recursive) or from the gateway's own archive through the index. Each object
+is reported In Progress / Done / Failed and each association CONNECTING /
+ACTIVE / COMPLETED / FAILED (SND-3); a progress bar runs on stderr.
+
+Exit status: 0 all sent, 1 any object failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+EPILOG = """examples:
+  dicom-gateway send pacs /media/export/CT                 # a configured remote, a folder (recursive)
+  dicom-gateway send PACS@10.0.0.5:104 IM0001.dcm IM0002.dcm
+  dicom-gateway send pacs --study 1.2.840.113619.2.55.3.1234 --config /etc/dicom-gateway
+  dicom-gateway send pacs --series 1.2.840.113619.2.55.3.1234.1
+
+exit status: 0 all objects sent, 1 some failed, 2 usage or configuration error
+"""
+
+
+class UsageError(Exception):
+    """Bad arguments or an unusable source; exit status 2."""
+
+
+def add_send_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("send", help="send DICOM files, or studies/series from the archive, to a Storage SCP (SND)",
+                       description="C-STORE objects to DEST, many per association, converting the transfer "
+                                   "syntax when the peer needs another one (SND-1..SND-7).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("destination", metavar="DEST", help="a configured remote's name, or AET@host:port")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="DICOM files or folders (searched recursively)")
+    p.add_argument("--study", action="append", default=[], metavar="UID",
+                   help="send every stored instance of this study (repeatable)")
+    p.add_argument("--series", action="append", default=[], metavar="UID",
+                   help="send every stored instance of this series (repeatable)")
+    p.add_argument("--config", metavar="DIR", help="config directory (default: embedded defaults)")
+    p.add_argument("--data-dir", help="data directory (default from config)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no line per object; only failures and the summary")
+    p.set_defaults(func=send_command)
+    return p
+
+
+# ---- where the objects come from ------------------------------------------------------
+
+def _is_part10(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _outgoing_from_file(path: Path) -> Any:
+    """An Outgoing from a Part 10 file's File Meta; ValueError says why it cannot be sent."""
+    from pynetdicom.dsutils import split_dataset
+
+    from gateway.net.storescu import Outgoing
+
+    if not _is_part10(path):
+        raise ValueError("not a DICOM Part 10 file (no 'DICM' at offset 128)")
+    try:
+        meta, _offset = split_dataset(path)
+    except Exception as exc:  # pydicom raises several types on a damaged File Meta
+        raise ValueError(f"unreadable File Meta: {exc}") from exc
+    missing = [k for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID") if not meta.get(k)]
+    if missing:
+        raise ValueError(f"File Meta lacks {', '.join(missing)}")
+    return Outgoing(path, str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
+                    str(meta.TransferSyntaxUID), key=str(path))
+
+
+def collect_paths(paths: list[str]) -> tuple[list[Any], list[tuple[Path, str]], int]:
+    """(items to send, (path, why) for named files that cannot be sent, non-DICOM files skipped in folders)."""
+    items: list[Any] = []
+    bad: list[tuple[Path, str]] = []
+    skipped = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                if not _is_part10(f):
+                    skipped += 1  # DICOMDIRs are Part 10 too, but have no SOP Instance to store
+                    continue
+                try:
+                    items.append(_outgoing_from_file(f))
+                except ValueError as exc:
+                    bad.append((f, str(exc)))
+        elif path.is_file():
+            try:
+                items.append(_outgoing_from_file(path))
+            except ValueError as exc:
+                bad.append((path, str(exc)))
+        else:
+            raise UsageError(f"{raw}: no such file or folder")
+    # A DICOMDIR (Media Storage Directory) is not sent: it indexes files, it is not an instance.
+    items = [i for i in items if i.sop_class_uid != "1.2.840.10008.1.3.10"]
+    return items, bad, skipped
+
+
+def collect_from_index(config: Any, studies: list[str], series: list[str]) -> list[Any]:
+    """Outgoing items for the stored instances of these studies/series, in series and instance order."""
+    import sqlalchemy as sa
+
+    from gateway.index import Index, IndexUnavailable
+    from gateway.index import schema as t
+    from gateway.net.storescu import Outgoing
+    from gateway_plugins.storage import settings_of, storage_root
+
+    root = storage_root(config, settings_of(config))
+    try:
+        index = Index(config.effective_database_url())
+    except IndexUnavailable as exc:
+        raise UsageError(f"index unavailable: {exc}") from exc
+    try:
+        query = (
+            sa.select(t.instances.c.sop_instance_uid, t.instances.c.sop_class_uid, t.files.c.path,
+                      t.files.c.transfer_syntax_uid, t.series.c.series_instance_uid, t.studies.c.study_instance_uid)
+            .select_from(t.files.join(t.instances, t.files.c.instance_fk == t.instances.c.id)
+                         .join(t.series, t.instances.c.series_fk == t.series.c.id)
+                         .join(t.studies, t.series.c.study_fk == t.studies.c.id))
+            .where(sa.or_(t.studies.c.study_instance_uid.in_(studies), t.series.c.series_instance_uid.in_(series)))
+            .order_by(t.studies.c.study_instance_uid, t.series.c.series_number, t.series.c.series_instance_uid,
+                      t.instances.c.instance_number, t.instances.c.sop_instance_uid)
+        )
+        with index.engine.connect() as conn:
+            rows = conn.execute(query).all()
+    except sa.exc.SQLAlchemyError as exc:
+        raise UsageError(f"cannot read the index {index}: {exc}") from exc
+    finally:
+        index.close()
+    found_studies = {r.study_instance_uid for r in rows}
+    found_series = {r.series_instance_uid for r in rows}
+    missing = [f"study {u}" for u in studies if u not in found_studies] + \
+              [f"series {u}" for u in series if u not in found_series]
+    if missing:
+        raise UsageError(f"not in the index ({config.effective_database_url()}): {', '.join(missing)}")
+    return [Outgoing(root / r.path, r.sop_class_uid, r.sop_instance_uid, r.transfer_syntax_uid,
+                     key=r.sop_instance_uid) for r in rows]
+
+
+# ---- reporting ------------------------------------------------------------------------
+
+class _Reporter:
+    """SND-3: a line per object state and per association state; the progress bar on stderr."""
+
+    def __init__(self, dest: Any, total: int, quiet: bool, out: TextIO) -> None:
+        from gateway.progress import Progress
+
+        self.dest = dest
+        self.quiet = quiet
+        self.out = out
+        self.bar = Progress(total, f"send to {dest.name}")
+        self.failed = 0
+
+    def _label(self, item: Any) -> str:
+        return str(item.key if item.key is not None else item.sop_instance_uid)
+
+    def _line(self, text: str) -> None:
+        if self.bar._tty:
+            sys.stderr.write("\r\033[K")  # clear the bar before a line, it redraws on the next step
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def state(self, s: str) -> None:
+        if not self.quiet:
+            self._line(f"association {s} {self.dest.ae_title}@{self.dest.host}:{self.dest.port}")
+
+    def start(self, item: Any) -> None:
+        if not self.quiet:
+            self._line(f"In Progress  {self._label(item)}")
+
+    def result(self, r: Any) -> None:
+        from pydicom.uid import UID
+
+        from gateway.status import category
+
+        syntax = UID(r.syntax).name if r.syntax else ""
+        if r.ok:
+            status = f"{category(r.status)} 0x{r.status:04X}" if r.status is not None else "Success"
+            if not self.quiet:
+                extra = f", {len(r.sent)} objects after conversion" if len(r.sent) > 1 else ""
+                warned = f"  {r.error}" if r.error else ""
+                self._line(f"Done         {self._label(r.item)}  ({status}, {syntax}{extra}){warned}")
+        else:
+            self.failed += 1
+            status = f"0x{r.status:04X} " if r.status is not None else ""
+            self._line(f"Failed       {self._label(r.item)}  {status}{r.error}")
+        self.bar.step(self._label(r.item), failed=not r.ok)
+
+
+def send_command(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError, load_config
+    from gateway.net.storescu import resolve_destination, send_items
+
+    overrides = {"data_dir": args.data_dir} if args.data_dir else None
+    try:
+        config = load_config(Path(args.config) if args.config else None, overrides)
+    except ConfigError as exc:
+        print(f"dicom-gateway send: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    sources = bool(args.paths) + bool(args.study or args.series)
+    if sources != 1:
+        print("dicom-gateway send: give either PATH... or --study/--series UID (one kind of source)", file=sys.stderr)
+        return 2
+    try:
+        dest = resolve_destination(args.destination, config)
+    except LookupError as exc:
+        print(f"dicom-gateway send: {exc}", file=sys.stderr)
+        return 2
+    bad: list[tuple[Path, str]] = []
+    skipped = 0
+    try:
+        if args.paths:
+            items, bad, skipped = collect_paths(args.paths)
+        else:
+            items = collect_from_index(config, args.study, args.series)
+    except UsageError as exc:
+        print(f"dicom-gateway send: {exc}", file=sys.stderr)
+        return 2
+    if skipped:
+        print(f"skipped {skipped} file(s) that are not DICOM Part 10", file=sys.stderr)
+    if not items and not bad:
+        print("dicom-gateway send: nothing to send (no DICOM Part 10 files found)", file=sys.stderr)
+        return 2
+    rep = _Reporter(dest, len(items) + len(bad), args.quiet, sys.stdout)
+    for path, why in bad:
+        rep.failed += 1
+        rep._line(f"Failed       {path}  {why}")
+        rep.bar.step(str(path), failed=True)
+    if items:
+        send_items(dest, items, config, on_result=rep.result, on_state=rep.state, on_start=rep.start)
+    rep.bar.close()
+    return 1 if rep.failed else 0
+
+
+__all__ = ["add_send_parser", "send_command", "collect_paths", "collect_from_index", "UsageError"]
