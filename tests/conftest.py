@@ -84,9 +84,11 @@ modules = {list(modules)!r}
 
 
 class InProcessGateway:
-    """A Worker running in this process, for tests that inspect internals."""
+    """A Worker running in this process, for tests that inspect internals, and
+    (``sender=True``) the forward queue's sender as a thread, so routed objects
+    are forwarded as by `serve`'s sender process."""
 
-    def __init__(self, config_dir: Path) -> None:
+    def __init__(self, config_dir: Path, sender: bool = True) -> None:
         from gateway.config import load_config
         from gateway.worker import Worker
 
@@ -94,9 +96,17 @@ class InProcessGateway:
         config = load_config(config_dir)
         self.worker = Worker(config, config_dir).start()
         self.port = config.listeners[0].port
+        self.sender = None
+        if sender:
+            from gateway.forward import SenderService
+
+            self.sender = SenderService(config, config_dir,
+                                        publish_dir=Path(config.node.data_dir) / "run").start()
         wait_port(self.port)
 
     def stop(self) -> None:
+        if self.sender is not None:
+            self.sender.stop(timeout=10)
         self.worker.shutdown(grace=2.0)
 
 
@@ -104,8 +114,8 @@ class InProcessGateway:
 def inprocess_gateway(tmp_path):
     started: list[InProcessGateway] = []
 
-    def start(toml: str, **files: str) -> InProcessGateway:
-        gw = InProcessGateway(write_config(tmp_path / f"config{len(started)}", toml, **files))
+    def start(toml: str, sender: bool = True, **files: str) -> InProcessGateway:
+        gw = InProcessGateway(write_config(tmp_path / f"config{len(started)}", toml, **files), sender=sender)
         started.append(gw)
         return gw
 

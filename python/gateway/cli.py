@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--syntax", required=True, help="implicit | explicit-le | explicit-be (or a UID)")
     p.set_defaults(func=_cmd_convert)
 
+    from gateway.send_cli import add_send_parser
+
+    add_send_parser(sub)
+
     from gateway.index.cli import LS_EXAMPLES, add_ls_arguments
 
     p = sub.add_parser("ls", help="list patients, studies and series in the index (a tree with counts)",
@@ -236,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="DIR")
     p.add_argument("--data-dir", help="data directory (default from config)")
     p.set_defaults(func=_cmd_import)
+
+    from gateway.queue_cli import add_queue_parser
+
+    def _config_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--config", metavar="DIR")
+        q.add_argument("--data-dir", help="data directory (default from config)")
+
+    add_queue_parser(sub, _config_options)
 
     p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
     p.add_argument("--config", metavar="DIR")
@@ -263,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("conformance", help="print the conformance statement generated from the loaded services")
     p.add_argument("--config", metavar="DIR")
     p.set_defaults(func=_cmd_conformance)
+
+    from gateway.commit_cli import add_commit_parser
+
+    add_commit_parser(sub)
 
     p = sub.add_parser("version", help="print versions")
     p.set_defaults(func=_cmd_version)

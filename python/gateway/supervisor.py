@@ -1,8 +1,10 @@
-"""`dicom-gateway serve`: N worker processes sharing each port, one operator HTTP port.
+"""`dicom-gateway serve`: N worker processes sharing each port, one sender, one operator HTTP port.
 
 Workers are forked (they inherit the loaded plugins' code, not sockets) and
-each binds every listener with SO_REUSEPORT. A worker that dies is replaced;
-SIGTERM/SIGINT is passed on so each worker finishes in-flight operations.
+each binds every listener with SO_REUSEPORT. One more forked process runs the
+sender workers of the forward queue (gateway.forward), so a slow peer or a
+long transcode never competes with receiving. A process that dies is
+replaced; SIGTERM/SIGINT is passed on so each finishes in-flight operations.
 """
 
 from __future__ import annotations
@@ -38,6 +40,45 @@ def _worker_main(config: Any, config_dir: Path | None, overrides: dict, shared: 
     worker.serve_forever()
 
 
+def _sender_main(config: Any, config_dir: Path | None, overrides: dict) -> None:
+    from gateway.forward import SenderService
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    if config_dir is not None:
+        # A restarted sender starts from the directory as it is now, not from
+        # the config the supervisor loaded at start-up.
+        from gateway.config import ConfigError, load_config
+
+        try:
+            config = load_config(config_dir, overrides)
+        except ConfigError as exc:
+            log.error("config invalid; the sender starts with the last good one", extra={"errors": str(exc).splitlines()})
+    run_dir = Path(config.node.data_dir) / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    service = SenderService(config, config_dir, overrides, publish_dir=run_dir)
+
+    def stop(*_: Any) -> None:
+        service.stopping.set()
+        service.wake()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    service.start()
+    metrics_file = run_dir / "metrics-sender.json"
+    while not service.stopping.wait(1.0):
+        _publish_metrics(metrics_file)
+    service.stop()
+    _publish_metrics(metrics_file)
+
+
+def _publish_metrics(path: Path) -> None:
+    try:
+        metrics.METRICS.publish(path)
+    except OSError as exc:
+        log.warning("cannot publish metrics", extra={"path": str(path), "error": str(exc)})
+
+
 class Supervisor:
     def __init__(self, config: Any, config_dir: Path | None, overrides: dict) -> None:
         self.config = config
@@ -45,6 +86,8 @@ class Supervisor:
         self.overrides = overrides
         self.shared = _ctx.Value("i", 0)
         self.procs: dict[int, Any] = {}
+        self.sender: Any = None
+        self.sender_started = 0.0
         self.stopping = threading.Event()
         self.run_dir = Path(config.node.data_dir) / "run"
 
@@ -53,6 +96,12 @@ class Supervisor:
                          args=(self.config, self.config_dir, self.overrides, self.shared, index, ready))
         p.start()
         self.procs[index] = p
+
+    def _spawn_sender(self) -> None:
+        self.sender = _ctx.Process(target=_sender_main, name="gateway-sender",
+                                   args=(self.config, self.config_dir, self.overrides))
+        self.sender.start()
+        self.sender_started = time.monotonic()
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -74,6 +123,7 @@ class Supervisor:
         log.info("gateway ready", extra={
             "workers": n, "ports": [l.port for l in self.config.listeners],
             "ae_titles": sorted(self.config.all_ae_titles()), "pid": os.getpid()})
+        self._spawn_sender()
         http = self._start_http()
         while not self.stopping.wait(0.5):
             for index, p in list(self.procs.items()):
@@ -81,6 +131,11 @@ class Supervisor:
                     log.error("worker died; restarting", extra={"worker": index, "exitcode": p.exitcode})
                     metrics.METRICS.inc("gateway_worker_restarts_total")
                     self._spawn(index, ready)
+            # A sender that dies at once (say, a broken plugin import) is not restarted in a tight loop.
+            if not self.sender.is_alive() and time.monotonic() - self.sender_started > 5.0:
+                log.error("sender died; restarting", extra={"exitcode": self.sender.exitcode})
+                metrics.METRICS.inc("gateway_sender_restarts_total")
+                self._spawn_sender()
         log.info("stopping: waiting for workers to finish in-flight operations")
         self._terminate()
         if http is not None:
@@ -88,11 +143,12 @@ class Supervisor:
         return 0
 
     def _terminate(self) -> None:
-        for p in self.procs.values():
+        procs = list(self.procs.values()) + ([self.sender] if self.sender is not None else [])
+        for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.node.shutdown_grace + 10
-        for p in self.procs.values():
+        for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 p.kill()

@@ -11,7 +11,13 @@ Delivery is at-least-once: a job is marked done only after the peer answered
 its C-STORE, in a transaction of its own. A sender killed between the peer's
 response and that commit leaves the job claimed; its lease is released when a
 sender on the same host starts again (the claimant's process is gone), or when
-the lease expires, and the object is sent once more. Nothing else sends twice.
+the lease expires, and the object is sent once more. The same happens when
+that commit fails (index unavailable: the job is released, or its lease
+expires), and when a sender stalls for longer than its lease (it renews the
+lease every third of it while sending). A C-STORE whose response never came
+(DIMSE timeout, association lost) counts as a failed try and is retried, so a
+peer that did store it gets it again. Nothing else sends twice; see
+docs/forwarding.md.
 """
 
 from __future__ import annotations
