@@ -28,9 +28,13 @@ log = logging.getLogger("gateway.supervisor")
 _ctx = multiprocessing.get_context("fork")
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _worker_main(config: Any, config_dir: Path | None, overrides: dict, shared: Any, index: int, ready: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the worker installs its own once serving
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _fork (below)
     try:
         worker = Worker(config, config_dir, overrides, Counter(shared), index).start()
     except Exception as exc:
@@ -64,12 +68,24 @@ def _sender_main(config: Any, config_dir: Path | None, overrides: dict) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a SIGTERM sent meanwhile arrives now
     service.start()
     metrics_file = run_dir / "metrics-sender.json"
     while not service.stopping.wait(1.0):
         _publish_metrics(metrics_file)
     service.stop()
     _publish_metrics(metrics_file)
+
+
+def _fork(process: Any) -> None:
+    """Start a child with SIGTERM/SIGINT blocked: until it has its own handlers it
+    would run the supervisor's inherited one, which only sets a flag in the
+    child's copy, and the signal would be lost. The child unblocks them."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _publish_metrics(path: Path) -> None:
@@ -94,13 +110,13 @@ class Supervisor:
     def _spawn(self, index: int, ready: Any) -> None:
         p = _ctx.Process(target=_worker_main, name=f"gateway-worker-{index}",
                          args=(self.config, self.config_dir, self.overrides, self.shared, index, ready))
-        p.start()
+        _fork(p)
         self.procs[index] = p
 
     def _spawn_sender(self) -> None:
         self.sender = _ctx.Process(target=_sender_main, name="gateway-sender",
                                    args=(self.config, self.config_dir, self.overrides))
-        self.sender.start()
+        _fork(self.sender)
         self.sender_started = time.monotonic()
 
     def run(self) -> int:
