@@ -184,7 +184,7 @@ def test_example_directory_passes_check(capsys):
     assert check(EXAMPLE) == []
     assert check_command(EXAMPLE) == 0
     out = capsys.readouterr().out
-    assert out.startswith("OK: 1 remotes, 1 routes, 1 listeners")
+    assert out.startswith("OK: 2 remotes, 3 routes, 1 listeners")
     c = load_config(EXAMPLE)
     assert c.remotes["pacs"].port == 104 and c.routes[0].name == "pet-ct-to-pacs"
     assert "verification" in c.plugin_files and "verification" not in c.disabled_plugins
