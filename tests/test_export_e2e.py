@@ -1,0 +1,50 @@
+"""Issue 5 end to end: a scanner stores into the gateway, a route forwards to
+Orthanc, the sender delivers (SND-1..5) and asks Orthanc for Storage Commitment
+(SND-8), Orthanc reports on a new association, and the study shows as archived
+at that destination (SND-7 "treat as archive")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import InProcessGateway, basic_toml, dcmtk, free_port, write_config
+from gateway.index import Index
+from gateway.index.commitments import CommitmentStore
+from gateway.index.queue import ForwardQueue
+from test_commitment import GW_AE, NODELAY, _plugin_modules, make_instances, orthanc, wait_for
+
+
+def test_received_routed_sent_and_committed_by_orthanc(tmp_path):
+    port = free_port()
+    with orthanc(tmp_path, port) as orthanc_port:
+        toml = basic_toml(port, tmp_path / "data", ae_titles=(GW_AE,), modules=_plugin_modules(),
+                          extra="[forwarding]\npoll_interval = 0.05\nbackoff_initial = 0.1\n")
+        cfg = write_config(tmp_path / "config", toml, **{
+            "remotes/orthanc.toml": f'ae_title = "ORTHANC"\nhost = "127.0.0.1"\nport = {orthanc_port}\n'
+                                    'request_storage_commitment = true\ntreat_as_archive = true\n',
+            "routes/r.toml": '[[rule]]\nname = "ct-to-orthanc"\nmatch = { modality = "CT", calling_ae = "SCANNER*" }\n'
+                             'forward = ["orthanc"]\n',
+            "plugins/commitment.toml": "report_wait = 0.5\n",
+        })
+        paths = make_instances(tmp_path / "objects", 4)
+        gw = InProcessGateway(cfg)
+        try:
+            out = subprocess.run([dcmtk("storescu"), "-aet", "SCANNER1", "-aec", GW_AE, "127.0.0.1", str(port),
+                                  *map(str, paths)], capture_output=True, text=True, env=NODELAY, timeout=30)
+            assert out.returncode == 0, out.stderr
+            index = Index(gw.worker.runtime.config.effective_database_url())
+            queue = ForwardQueue(index)
+            wait_for(lambda: [j.state for j in queue.list()] == ["done"] * 4, timeout=30, what="delivery")
+            store = CommitmentStore(index)
+            studies = wait_for(lambda: [s for s in store.studies() if s.committed == 4], timeout=30,
+                               what="Orthanc's commitment report")
+        finally:
+            gw.stop()
+        assert len(studies) == 1 and studies[0].destination == "orthanc"
+        ls = subprocess.run([sys.executable, "-m", "gateway.cli", "commit", "ls", "--config", str(cfg)],
+                            capture_output=True, text=True, timeout=60)
+        assert ls.returncode == 0, ls.stderr
+        row = next(line.split() for line in ls.stdout.splitlines() if line.startswith("orthanc"))
+        # destination study instances committed pending re-sending failed state archived
+        assert row[2:9] == ["4", "4", "0", "0", "0", "committed", "yes"]
