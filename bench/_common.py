@@ -1,9 +1,18 @@
-"""Helpers the benchmark scripts share: loopback ports."""
+"""Helpers the benchmark scripts share: loopback ports, the full corpus."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GENIE_PRIVATE = "1.2.840.113619.4.27"
 
 
 def free_port() -> int:
@@ -21,3 +30,14 @@ def wait_port(port: int, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on port {port}")
+
+
+def full_corpus(corpus: Path | None) -> tuple[list[str], int]:
+    """The full explicit-LE corpus (generated when missing) without the GENIE private
+    objects, which DCMTK storescu does not know; returns the files and their total size."""
+    corpus = corpus or Path(tempfile.gettempdir()) / "dicom-gateway-corpus-full"
+    if not (corpus / "manifest.json").exists():
+        subprocess.run([sys.executable, str(SHARED / "corpus" / "make_corpus.py"), "--out", str(corpus)], check=True)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    files = [str(corpus / f["path"]) for f in manifest["files"] if f["sop_class_uid"] != GENIE_PRIVATE]
+    return files, sum(os.path.getsize(f) for f in files)

@@ -27,8 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import free_port, wait_port  # noqa: E402
-SHARED = HERE.parents[1] / "shared"
+from _common import free_port, full_corpus, wait_port  # noqa: E402
 ENV = dict(os.environ, TCP_NODELAY="1")
 
 
@@ -101,12 +100,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--targets", default="gateway,DCMTK storescp,pynetdicom storescp,Orthanc")
     args = ap.parse_args()
-    corpus = args.corpus or Path(tempfile.gettempdir()) / "dicom-gateway-corpus-full"
-    if not (corpus / "manifest.json").exists():
-        subprocess.run([sys.executable, str(SHARED / "corpus" / "make_corpus.py"), "--out", str(corpus)], check=True)
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    files = [str(corpus / f["path"]) for f in manifest["files"] if f["sop_class_uid"] != "1.2.840.113619.4.27"]
-    total = sum(os.path.getsize(f) for f in files)
+    files, total = full_corpus(args.corpus)
     results: dict[tuple[str, int], float] = {}
     for name in args.targets.split(","):
         if name == "Orthanc" and not Path("/usr/sbin/Orthanc").exists():

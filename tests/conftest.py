@@ -83,6 +83,39 @@ modules = {list(modules)!r}
 """.replace("'", '"')
 
 
+def write_cts(directory: Path, n: int, *, study: str | None = None, series: str | None = None,
+              uid=None, patient_id: str = "TEST-1", patient_name: str = "Test^CT") -> list[Path]:
+    """``n`` small CT objects of one series as Part 10 files (Explicit VR LE), named
+    by SOP Instance UID; ``uid(i)`` gives the i-th instance's UID (default: fresh)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    directory.mkdir(parents=True, exist_ok=True)
+    study = study or generate_uid()
+    series = series or generate_uid()
+    paths = []
+    for i in range(n):
+        ds = Dataset()
+        ds.SOPClassUID = ct
+        ds.SOPInstanceUID = uid(i) if uid else generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.PatientID, ds.PatientName, ds.Modality = patient_id, patient_name, "CT"
+        ds.InstanceNumber = i + 1
+        ds.Rows = ds.Columns = 8
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelData = bytes([i % 256, 0]) * 64
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ct
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = directory / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
 class InProcessGateway:
     """A Worker running in this process, for tests that inspect internals, and
     (``sender=True``) the forward queue's sender as a thread, so routed objects

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 
-from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, free_port, wait_port, write_config
+from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, free_port, wait_port, write_config, write_cts
 from gateway.config import load_config
 from gateway.index import FileRecord, Index, extract_attributes
 from gateway.index import schema as S
@@ -60,35 +60,7 @@ def make_config(tmp_path: Path, *, port: int | None = None, remotes: dict[str, d
 
 def make_instances(directory: Path, n: int, study: str | None = None) -> list[Path]:
     """Small CT objects of one study and series, as Part 10 files (Explicit VR LE)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    study = study or generate_uid()
-    series = generate_uid()
-    paths = []
-    for k in range(n):
-        ds = Dataset()
-        ds.SOPClassUID = CT
-        ds.SOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
-        ds.PatientID = "SC0001"
-        ds.PatientName = "Commitment^Test"
-        ds.Modality = "CT"
-        ds.InstanceNumber = k + 1
-        ds.Rows = ds.Columns = 4
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.PixelData = bytes(32)
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CT
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = directory / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+    return write_cts(directory, n, study=study, patient_id="SC0001", patient_name="Commitment^Test")
 
 
 def index_files(index: Index, paths: list[Path]) -> list[tuple[str, str, str]]:

@@ -48,3 +48,20 @@ def test_received_routed_sent_and_committed_by_orthanc(tmp_path):
         row = next(line.split() for line in ls.stdout.splitlines() if line.startswith("orthanc"))
         # destination study instances committed pending re-sending failed state archived
         assert row[2:9] == ["4", "4", "0", "0", "0", "committed", "yes"]
+
+
+def test_hook_stored_file_path(tmp_path):
+    """The storage service tells the core where its files are (the core never
+    imports a plugin); a backend nobody registered is nobody's."""
+    from gateway.config import load_config
+    from gateway.index import FileRecord
+    from gateway.plugins import load_host
+
+    config = load_config(write_config(tmp_path / "cfg", f'[node]\ndata_dir = "{tmp_path / "data"}"\n',
+                                      **{"plugins/storage.toml": f'root = "{tmp_path / "arch"}"\n'}))
+    host = load_host(config.disabled_plugins, config.plugins.modules)
+    record = FileRecord("1.2/1.2.3/1.2.3.4.dcm", 10, "0" * 64, "1.2.840.10008.1.2.1")
+    assert host.call("gateway_stored_file_path", file=record, config=config) == \
+        tmp_path / "arch" / "1.2" / "1.2.3" / "1.2.3.4.dcm"
+    elsewhere = FileRecord("x.dcm", 1, "0" * 64, "1.2.840.10008.1.2.1", backend="tape")
+    assert host.call("gateway_stored_file_path", file=elsewhere, config=config) is None

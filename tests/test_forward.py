@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 
-from conftest import basic_toml, dcmtk, free_port, wait_port, write_config
+from conftest import basic_toml, dcmtk, free_port, wait_port, write_config, write_cts
 from gateway.forward.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from gateway.index import Index
 from gateway.index.queue import ForwardQueue
@@ -36,30 +34,10 @@ UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2
 # ---- helpers --------------------------------------------------------------------------
 
 def make_cts(directory: Path, n: int, series: str = "1", tag: str = "") -> list[Path]:
-    """n small CT objects (8x8, Explicit VR LE) in one series."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Small CT objects with UIDs of their own per (series, tag)."""
     study = f"{ROOT}.1{tag}"
-    paths = []
-    for i in range(n):
-        ds = Dataset()
-        ds.SOPClassUID = CT
-        ds.SOPInstanceUID = f"{ROOT}.3{tag}.{series}.{i + 1}"
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = f"{study}.{series}"
-        ds.PatientID, ds.PatientName, ds.Modality = "FWD-1", "Forward^Test", "CT"
-        ds.InstanceNumber = i + 1
-        ds.Rows = ds.Columns = 8
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.PixelData = bytes([i % 256, 0]) * 64
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CT
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = directory / f"ct{tag}-{series}-{i + 1}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+    return write_cts(directory, n, study=study, series=f"{study}.{series}", patient_id="FWD-1",
+                     patient_name="Forward^Test", uid=lambda i: f"{ROOT}.3{tag}.{series}.{i + 1}")
 
 
 def send(port: int, files: list[Path]) -> None:

@@ -275,7 +275,6 @@ def test_late_arrival_after_completion_is_forwarded(tmp_path):
 
 def test_hook_route(tmp_path):
     """gateway_route adds destinations; a matching drop rule vetoes them too."""
-    import route_plugin
     from gateway.plugins import load_host
 
     config = _config(tmp_path, """

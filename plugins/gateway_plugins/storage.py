@@ -397,8 +397,26 @@ def low_on_space(config: Any) -> str | None:
     return None
 
 
+_backends: list[Any] = []  # the host's BackendRegistry, for gateway_stored_file_path
+
+
+@hookimpl
+def gateway_stored_file_path(file: FileRecord, config: Any) -> Path | None:
+    """Files of a backend this service writes, under its root."""
+    if not _backends:
+        return None
+    root = storage_root(config, settings_of(config))
+    try:
+        backend = _backends[0].create(file.backend, root)
+    except LookupError:
+        return None
+    locate = getattr(backend, "path", None)
+    return Path(locate(file.path)) if locate is not None else None
+
+
 @hookimpl
 def gateway_register_services(registry: Any) -> None:
+    _backends[:] = [registry.storage_backends]
     registry.add(Service(
         name="storage",
         sop_classes=_sop_classes,

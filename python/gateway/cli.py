@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 EXAMPLES = """examples:
   dicom-gateway serve                                  # embedded defaults: DICOM_GATEWAY on port 11112
@@ -111,17 +112,21 @@ def _load(args: argparse.Namespace):
         raise SystemExit(2)
 
 
-def _cmd_ls(args: argparse.Namespace) -> int:
+def _open_index(config: Any, command: str) -> Any:
+    """The config's index, or exit 2 saying why it cannot be opened."""
     from gateway.index import Index, IndexUnavailable
+
+    try:
+        return Index(config.effective_database_url())
+    except IndexUnavailable as exc:
+        print(f"dicom-gateway {command}: index unavailable: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
     from gateway.index.cli import ls_command
 
-    config = _load(args)
-    try:
-        index = Index(config.effective_database_url())
-    except IndexUnavailable as exc:
-        print(f"dicom-gateway ls: index unavailable: {exc}", file=sys.stderr)
-        return 2
-    return ls_command(index, args)
+    return ls_command(_open_index(_load(args), "ls"), args)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -42,15 +42,11 @@ def add_commit_parser(sub: Any) -> None:
 
 
 def _cmd_commit_ls(args: argparse.Namespace) -> int:
-    from gateway.cli import _load
-    from gateway.index import Index, IndexUnavailable
+    from gateway.cli import _load, _open_index
+    from gateway.index import IndexUnavailable
 
     config = _load(args)
-    try:
-        index = Index(config.effective_database_url())
-    except IndexUnavailable as exc:
-        print(f"dicom-gateway commit ls: index unavailable: {exc}", file=sys.stderr)
-        return 2
+    index = _open_index(config, "commit ls")
     try:
         return commit_ls(index, config, args)
     except IndexUnavailable as exc:

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gateway.index import FileRecord
     from gateway.messages import (AssociationInfo, AssociationRequest, Rejection, Response, RoutedInstance,
                                   SeriesInfo, StoreRequest)
     from gateway.services import BackendRegistry, ServiceRegistry
@@ -141,4 +144,18 @@ def gateway_series_complete(series: "SeriesInfo", config: Any) -> None:
     association that sent its last instance ended, whichever comes first. A
     late arrival reopens the series, so the event can fire again for the same
     series. ``series`` is a :class:`gateway.messages.SeriesInfo`. Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def gateway_stored_file_path(file: "FileRecord", config: Any) -> "Path | None":
+    """Where the file of a stored instance can be read on this host.
+
+    Called by the core whenever it reads an object it stored — the sender
+    before forwarding it, ``dicom-gateway send --study/--series`` — with the
+    index's :class:`gateway.index.FileRecord` (``file.backend`` names the
+    storage backend, ``file.path`` is relative to that backend's root) and the
+    running config. The storage service that wrote it knows its root: return
+    the absolute :class:`pathlib.Path`, or ``None`` when the record is not
+    yours. The first non-``None`` result wins (firstresult).
     """

@@ -67,17 +67,11 @@ def add_queue_parser(sub: Any, common: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    from gateway.cli import _load
-    from gateway.index import Index, IndexUnavailable
+    from gateway.cli import _load, _open_index
     from gateway.index.queue import ForwardQueue
 
     config = _load(args)
-    try:
-        index = Index(config.effective_database_url())
-    except IndexUnavailable as exc:
-        print(f"dicom-gateway queue: index unavailable: {exc}", file=sys.stderr)
-        raise SystemExit(2)
-    return config, ForwardQueue(index)
+    return config, ForwardQueue(_open_index(config, "queue"))
 
 
 def _when(value: datetime | None) -> str:

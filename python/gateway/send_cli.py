@@ -110,20 +110,21 @@ def collect_from_index(config: Any, studies: list[str], series: list[str]) -> li
     """Outgoing items for the stored instances of these studies/series, in series and instance order."""
     import sqlalchemy as sa
 
-    from gateway.index import Index, IndexUnavailable
+    from gateway.index import FileRecord, Index, IndexUnavailable
     from gateway.index import schema as t
     from gateway.net.storescu import Outgoing
-    from gateway_plugins.storage import settings_of, storage_root
+    from gateway.plugins import HookError, load_host
 
-    root = storage_root(config, settings_of(config))
+    host = load_host(config.disabled_plugins, config.plugins.modules)
     try:
         index = Index(config.effective_database_url())
     except IndexUnavailable as exc:
         raise UsageError(f"index unavailable: {exc}") from exc
     try:
         query = (
-            sa.select(t.instances.c.sop_instance_uid, t.instances.c.sop_class_uid, t.files.c.path,
-                      t.files.c.transfer_syntax_uid, t.series.c.series_instance_uid, t.studies.c.study_instance_uid)
+            sa.select(t.instances.c.sop_instance_uid, t.instances.c.sop_class_uid, t.files.c.path, t.files.c.size,
+                      t.files.c.sha256, t.files.c.backend, t.files.c.transfer_syntax_uid,
+                      t.series.c.series_instance_uid, t.studies.c.study_instance_uid)
             .select_from(t.files.join(t.instances, t.files.c.instance_fk == t.instances.c.id)
                          .join(t.series, t.instances.c.series_fk == t.series.c.id)
                          .join(t.studies, t.series.c.study_fk == t.studies.c.id))
@@ -143,8 +144,18 @@ def collect_from_index(config: Any, studies: list[str], series: list[str]) -> li
               [f"series {u}" for u in series if u not in found_series]
     if missing:
         raise UsageError(f"not in the index ({config.effective_database_url()}): {', '.join(missing)}")
-    return [Outgoing(root / r.path, r.sop_class_uid, r.sop_instance_uid, r.transfer_syntax_uid,
-                     key=r.sop_instance_uid) for r in rows]
+    items = []
+    for r in rows:
+        record = FileRecord(r.path, r.size, r.sha256, r.transfer_syntax_uid, backend=r.backend)
+        try:
+            path = host.call("gateway_stored_file_path", file=record, config=config)
+        except HookError as exc:
+            raise UsageError(f"cannot locate the stored file {r.path}: {exc}") from exc
+        if path is None:
+            raise UsageError(f"no storage service can locate files of backend {r.backend!r} ({r.path})")
+        items.append(Outgoing(Path(path), r.sop_class_uid, r.sop_instance_uid, r.transfer_syntax_uid,
+                              key=r.sop_instance_uid))
+    return items
 
 
 # ---- reporting ------------------------------------------------------------------------

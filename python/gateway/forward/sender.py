@@ -345,21 +345,17 @@ class SenderService:
 
     # ---- helpers for the workers ---------------------------------------------------
 
-    def storage_path(self, backend: str, rel: str) -> Path:
-        """The local path of a stored file (index ``files.path`` is relative to the root)."""
-        try:
-            from gateway_plugins.storage import settings_of, storage_root
+    def storage_path(self, file: Any) -> Path:
+        """The local path of a stored file, from the storage service that wrote it."""
+        from gateway.plugins import HookError
 
-            root = storage_root(self.config, settings_of(self.config))
-        except ImportError:
-            root = Path(self.config.node.data_dir) / "archive"
-        if backend == "filesystem" or self.plugins is None:
-            return root / rel
-        store = self.plugins.storage_backends.create(backend, root)
-        path = getattr(store, "path", None)
+        try:
+            path = self.plugins.call("gateway_stored_file_path", file=file, config=self.config)
+        except HookError as exc:
+            raise LookupError(f"cannot locate the stored file {file.path}: {exc}") from exc
         if path is None:
-            raise LookupError(f"storage backend {backend!r} has no local files the sender can read")
-        return Path(path(rel))
+            raise LookupError(f"no storage service can locate files of backend {file.backend!r}")
+        return Path(path)
 
 
 _HEAD: list[str] = []
@@ -549,7 +545,7 @@ class DestinationWorker(threading.Thread):
                 fail(job, f"instance {job.sop_instance_uid} is no longer in the index", retry=False)
                 continue
             try:
-                path = svc.storage_path(stored.file.backend, stored.file.path)
+                path = svc.storage_path(stored.file)
             except LookupError as exc:
                 fail(job, str(exc), retry=False)
                 continue
