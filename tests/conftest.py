@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -227,3 +229,53 @@ def corpus_small(tmp_path_factory) -> Path:
         check=True, capture_output=True,
     )
     return out
+
+
+# ---- PostgreSQL: a throwaway cluster on a loopback port ---------------------------------
+
+def _pg_bin(tool: str) -> str | None:
+    found = shutil.which(tool)
+    if found:
+        return found
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / tool).exists():
+            return str(d / tool)
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Base URL of a PostgreSQL cluster made with initdb/pg_ctl in a temp dir (fsync off)."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not installed: apt-get install -y postgresql")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip('psycopg not installed: pip install "psycopg[binary]"')
+    base = Path(tempfile.mkdtemp(prefix="gw-index-pg-"))
+    kw: dict = {"capture_output": True, "text": True, "cwd": base}
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            user = pwd.getpwnam("nobody")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        kw.update(user=user.pw_uid, group=user.pw_gid)
+    port = free_port()
+    r = subprocess.run([initdb, "-D", str(base / "data"), "-U", "gw", "-A", "trust", "--no-locale",
+                        "-E", "UTF8", "--no-sync"], **kw)
+    if r.returncode:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"initdb failed: {r.stderr}")
+    r = subprocess.run([pg_ctl, "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-t", "60", "-o",
+                        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"], **kw)
+    if r.returncode:
+        log = (base / "log").read_text(errors="replace") if (base / "log").exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"pg_ctl start failed: {r.stderr}\n{log}")
+    try:
+        yield f"postgresql+psycopg://gw@127.0.0.1:{port}"
+    finally:
+        subprocess.run([pg_ctl, "-D", str(base / "data"), "-m", "immediate", "stop"], **kw)
+        shutil.rmtree(base, ignore_errors=True)

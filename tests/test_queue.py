@@ -21,7 +21,6 @@ from gateway.index import Index
 from gateway.index import schema as S
 from gateway.index.queue import (ON_ASSOCIATION_END, ForwardPlan, ForwardQueue, backoff_delay, enqueue,
                                  touch_series)
-from test_index import pg_server  # noqa: F401  (the session's throwaway PostgreSQL cluster)
 
 ROOT = "1.2.826.0.1.3680043.10.1472.98"
 CT = "1.2.840.10008.5.1.4.1.1.2"
