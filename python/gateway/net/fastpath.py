@@ -13,6 +13,10 @@ queues with 1 ms sleeps. Here:
 * :class:`FastAssociationMixin` waits on an event the DUL sets after every
   state-machine action instead of sleeping 1 ms per loop.
 
+The same DUL serves associations the gateway requests (Storage SCU,
+commitment SCU): see :mod:`gateway.net.requestor`, which also uses the hand
+codecs for C-STORE-RQ / C-STORE-RSP below.
+
 Everything touched here is checked by :mod:`gateway.net.selftest` at
 start-up against the installed pynetdicom.
 """
@@ -94,6 +98,9 @@ class FastDUL(DULServiceProvider):
         self._receiver: Any = None
         # Set after every state-machine action; the association reactor waits on it.
         self.activity = threading.Event()
+        # Held while a PDU is written: the Storage SCU streams P-DATA-TF from
+        # its own thread (gateway.net.requestor), and PDUs must not interleave.
+        self.send_lock = threading.RLock()
 
     # -- waking ------------------------------------------------------------
     def _wake(self) -> None:
@@ -108,6 +115,10 @@ class FastDUL(DULServiceProvider):
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
         self._wake()
+
+    def _send(self, pdu: Any) -> None:
+        with self.send_lock:
+            super()._send(pdu)
 
     def kill_dul(self) -> None:
         super().kill_dul()
@@ -125,20 +136,13 @@ class FastDUL(DULServiceProvider):
     # -- the reactor -------------------------------------------------------
     def run_reactor(self) -> None:
         sock = getattr(self.socket, "socket", None)
-        if sock is None or isinstance(sock, ssl.SSLSocket):
+        if sock is None or isinstance(sock, ssl.SSLSocket) or getattr(self.socket, "tls_args", None):
             # TLS: ssl buffers decrypted bytes the fd poll can't see; keep the
             # pynetdicom loop until the sans-IO feed path is wired for TLS.
             return super().run_reactor()
-        from gateway import _rust
-
-        s = self._settings
-        self._receiver = _rust.Receiver(
-            sock.fileno(),
-            max_pdu=s.max_pdu,
-            max_message=s.max_message,
-            spool_dir=s.spool_dir,
-            spool_threshold=s.spool_threshold,
-        )
+        # An acceptor's socket is connected already; a requestor's connects in
+        # AE-1 on this thread, and gets its receiver in _transport_event then.
+        self._start_receiver()
         self._idle_timer.start()
         try:
             self._loop()
@@ -150,6 +154,24 @@ class FastDUL(DULServiceProvider):
             except OSError:
                 pass
             self._wake_fd = -1
+
+    def _start_receiver(self) -> None:
+        wrapper = self.socket
+        sock = getattr(wrapper, "socket", None)
+        if self._receiver is not None or sock is None:
+            return
+        if self.assoc.is_requestor and not getattr(wrapper, "_is_connected", False):
+            return  # not connected yet (AE-1 has not run)
+        from gateway import _rust
+
+        s = self._settings
+        self._receiver = _rust.Receiver(
+            sock.fileno(),
+            max_pdu=s.max_pdu,
+            max_message=s.max_message,
+            spool_dir=s.spool_dir,
+            spool_threshold=s.spool_threshold,
+        )
 
     def _loop(self) -> None:
         while True:
@@ -197,8 +219,10 @@ class FastDUL(DULServiceProvider):
             # (e.g. reject vs abort) depends on the current state.
             return
         sock = self.socket
-        if sock is None or sock.socket is None:
-            # No connection (Sta1 or closed): just wait to be woken.
+        if self._receiver is None:
+            self._start_receiver()
+        if sock is None or sock.socket is None or self._receiver is None:
+            # No connection (Sta1, not yet connected, or closed): just wait to be woken.
             self._wait_wake(self._wait_budget())
             return
         state = self.state_machine.current_state
@@ -268,10 +292,11 @@ class FastDUL(DULServiceProvider):
         sock = self.socket
         if sock is None or sock.socket is None:
             return
-        try:
-            sock.socket.sendall(pdu)
-        except OSError:
-            pass
+        with self.send_lock:
+            try:
+                sock.socket.sendall(pdu)
+            except (OSError, AttributeError):  # AttributeError: closed meanwhile
+                pass
         sock.close()  # Evt17: the FSM issues A-P-ABORT to the association
 
     def _peer(self) -> str:
@@ -318,6 +343,72 @@ def encode_response_command(primitive: Any) -> bytes | None:
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
+def encode_store_command(message_id: int, sop_class: str, sop_instance: str, priority: int = 2) -> bytes:
+    """Group 0000 of a C-STORE-RQ with a data set (PS3.7 9.3.1.1), implicit VR
+    LE, without the optional Move Originator elements: the bytes pynetdicom
+    writes for the same primitive (checked in tests/test_send_fastpath.py),
+    without building and encoding a pydicom Dataset per object."""
+    body = b"".join((
+        _element(0x0002, sop_class.encode(), b"\x00"),
+        _element(0x0100, b"\x01\x00"),
+        _element(0x0110, struct.pack("<H", message_id)),
+        _element(0x0700, struct.pack("<H", priority)),
+        _element(0x0800, b"\x01\x00"),
+        _element(0x1000, sop_instance.encode(), b"\x00"),
+    ))
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+#: Command elements a C-STORE-RSP may carry (PS3.7 9.3.1.2, C.4.2.1.4 status elements).
+_STORE_RSP_ELEMENTS = frozenset({0x0000, 0x0002, 0x0100, 0x0120, 0x0800, 0x0900, 0x0901, 0x0902, 0x1000})
+
+
+def decode_store_response(command: bytes) -> C_STORE | None:
+    """A C-STORE-RSP command set (implicit VR LE) as pynetdicom's primitive, or
+    None when it is anything else or not plainly decodable (then pydicom
+    decodes it). Skips a pydicom Dataset per response on the Storage SCU."""
+    elements: dict[int, bytes] = {}
+    pos, end = 0, len(command)
+    while pos < end:
+        if pos + 8 > end:
+            return None
+        group, element, length = struct.unpack_from("<HHI", command, pos)
+        pos += 8
+        if group != 0 or element not in _STORE_RSP_ELEMENTS or pos + length > end or element in elements:
+            return None
+        elements[element] = command[pos:pos + length]
+        pos += length
+    try:
+        if (elements[0x0100] != b"\x01\x80" or elements[0x0800] != b"\x01\x01"
+                or len(elements[0x0120]) != 2 or len(elements[0x0900]) != 2):
+            return None
+        if 0x0000 in elements and struct.unpack("<I", elements[0x0000])[0] != end - 12:
+            return None
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = struct.unpack("<H", elements[0x0120])[0]
+        rsp.Status = struct.unpack("<H", elements[0x0900])[0]
+        for element, keyword in ((0x0002, "AffectedSOPClassUID"), (0x1000, "AffectedSOPInstanceUID")):
+            if element in elements:
+                value = elements[element].rstrip(b"\x00 ").decode("ascii")
+                if value:
+                    setattr(rsp, keyword, value)
+        if 0x0902 in elements:
+            comment = elements[0x0902].decode("latin-1").strip(" \x00")
+            if comment:
+                setattr(rsp, "ErrorComment", comment)
+        if 0x0901 in elements:
+            raw = elements[0x0901]
+            if len(raw) % 4:
+                return None
+            tags = [(struct.unpack_from("<H", raw, k)[0] << 16) | struct.unpack_from("<H", raw, k + 2)[0]
+                    for k in range(0, len(raw), 4)]
+            if tags:  # one value as pydicom gives it: a tag, not a list
+                setattr(rsp, "OffendingElement", tags[0] if len(tags) == 1 else tags)
+    except (KeyError, ValueError, TypeError, struct.error):
+        return None
+    return rsp
+
+
 class FastDIMSE(DIMSEServiceProvider):
     def send_msg(self, primitive: Any, context_id: int) -> None:
         command = None
@@ -332,6 +423,12 @@ class FastDIMSE(DIMSEServiceProvider):
     def receive_primitive(self, primitive: Any) -> None:
         if not isinstance(primitive, CoalescedPData):
             return super().receive_primitive(primitive)
+        if primitive.payload is None and not self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
+            # The Storage SCU's answers: read the few elements by hand.
+            rsp = decode_store_response(primitive.command)
+            if rsp is not None:
+                self.msg_queue.put((primitive.context_id, rsp))
+                return
         message = DIMSEMessage()
         try:
             message.context_id = primitive.context_id

@@ -12,6 +12,7 @@ import inspect
 import logging
 import socket
 import struct
+import threading
 from typing import Any
 
 log = logging.getLogger("gateway.net")
@@ -77,6 +78,64 @@ def _receiver_smoke() -> None:
     finally:
         a.close()
         b.close()
+
+
+def requestor_problems() -> list[str]:
+    """What the requestor fast path (gateway.net.requestor) needs beyond the receive side."""
+    from pynetdicom import ae, dimse, dul, events, fsm, transport
+    from pynetdicom.association import Association
+
+    found: list[str] = []
+    for owner, names in (
+        (transport.AssociationSocket, ("close", "connect", "_shutdown_socket")),
+        (transport.AddressInformation, ("from_addr_port", "from_tuple")),
+        (dul.DULServiceProvider, ("_send",)),
+        (dimse.DIMSEServiceProvider, ("get_msg", "peek_msg")),
+        (Association, ("request", "set_socket", "_bind_defaults", "bind", "release")),
+        (ae.ApplicationEntity, ("associate",)),
+    ):
+        for name in names:
+            if not callable(getattr(owner, name, None)):
+                found.append(f"{owner.__name__}.{name} is missing")
+    if not isinstance(getattr(events, "_INTERVENTION_EVENTS", None), list):
+        found.append("events._INTERVENTION_EVENTS is missing")
+    if "self._is_connected" not in inspect.getsource(transport.AssociationSocket.connect):
+        found.append("AssociationSocket no longer tracks _is_connected")
+    fsm_src = inspect.getsource(fsm)
+    if "dul._send(P_DATA_TF(primitive))" not in fsm_src or "sock.close()" not in fsm_src:
+        found.append("fsm no longer writes PDUs through dul._send / closes through the socket wrapper")
+    if "Association(self, MODE_REQUESTOR)" not in inspect.getsource(ae.ApplicationEntity.associate):
+        found.append("AE.associate no longer builds the association the way gateway.net.requestor mirrors")
+    dimse_src = inspect.getsource(dimse.DIMSEServiceProvider)
+    if "self.msg_queue.put(" not in dimse_src or "self.msg_queue.get(" not in dimse_src:
+        found.append("DIMSEServiceProvider no longer queues messages on msg_queue")
+    return found
+
+
+_requestor_checked: bool | None = None
+_requestor_lock = threading.Lock()
+
+
+def requestor_fast_path(config: Any) -> bool:
+    """Whether associations the gateway requests use gateway.net.requestor: the
+    configured receive path is "rust" (the default) and this process's
+    self-test passed. Checked once per process (the sender and
+    ``dicom-gateway send`` run no worker start-up); a refusal is logged once."""
+    global _requestor_checked
+    node = getattr(config, "node", None)
+    if getattr(node, "receive_path", "rust") != "rust":
+        return False
+    with _requestor_lock:
+        if _requestor_checked is None:
+            try:
+                found = problems() + requestor_problems()
+            except Exception as exc:  # the check itself broke: same answer
+                found = [f"self-test failed: {exc!r}"]
+            if found:
+                log.error("Rust requestor path disabled; using plain pynetdicom for outgoing associations",
+                          extra={"problems": found})
+            _requestor_checked = not found
+        return _requestor_checked
 
 
 def ensure_fast_path(config: Any) -> str:

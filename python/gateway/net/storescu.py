@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -40,6 +41,7 @@ from pynetdicom.dsutils import split_dataset
 
 from gateway import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.net.scu import AssociationFailed, describe_rejection
+from gateway.net.selftest import requestor_fast_path
 from gateway.status import category
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,9 +251,18 @@ def open_association(dest: Destination, contexts: Sequence[tuple[str, Sequence[s
     connected = threading.Event()
     handlers = list(evt_handlers or []) + [(evt.EVT_CONN_OPEN, lambda event: connected.set())]
     started = time.monotonic()
+    assoc: Any
     try:
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
-                             ext_neg=ext_neg or None, evt_handlers=handlers)
+        if requestor_fast_path(config):
+            # Rust receive path, blocking waits, streamed C-STOREs (gateway.net.requestor).
+            from gateway.net import requestor
+
+            settings = requestor.receive_settings(dest.max_pdu, _workdir(config) or tempfile.gettempdir())
+            assoc = requestor.associate(ae, dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
+                                        settings=settings, ext_neg=ext_neg or None, evt_handlers=handlers)
+        else:
+            assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
+                                 ext_neg=ext_neg or None, evt_handlers=handlers)
     except (OSError, ValueError) as exc:
         raise AssociationFailed("unreachable", f"{dest}: cannot open an association: {exc}") from exc
     if assoc.is_established:
@@ -485,18 +496,21 @@ class StoreAssociation:
             unsendable = self.precheck(item)
             if unsendable is not None:
                 return unsendable
-            tmpdir = tempfile.mkdtemp(prefix="send-", dir=_workdir(self.config))
+            scratch = _Scratch(self.config)
             try:
                 try:
+                    # SND-7 conversions write files; most objects need none,
+                    # and then no temporary directory is made at all.
+                    workdir = scratch.path() if self.dest.conversions.may_apply(item.sop_class_uid) else None
                     parts = prepare(item.path, item.sop_class_uid, item.sop_instance_uid,
-                                    item.transfer_syntax_uid, self.dest.conversions, Path(tmpdir))
+                                    item.transfer_syntax_uid, self.dest.conversions, workdir)
                 except (ConversionError, OSError) as exc:
                     return SendResult(item, "failed", None, error=f"{item.path}: {exc}", retryable=False)
-                return self._send_parts(item, parts, Path(tmpdir))
+                return self._send_parts(item, parts, scratch)
             finally:
-                _rmtree(tmpdir)
+                scratch.remove()
 
-    def _send_parts(self, item: Outgoing, parts: list[Any], tmpdir: Path) -> SendResult:
+    def _send_parts(self, item: Outgoing, parts: list[Any], scratch: "_Scratch") -> SendResult:
         from gateway.transcode import TranscodeError, transcode
 
         worst: int | None = None
@@ -505,7 +519,7 @@ class StoreAssociation:
         sent: list[tuple[str, str]] = []
         for n, part in enumerate(parts):
             try:
-                meta, offset = split_dataset(Path(part.path))
+                meta, offset = read_file_meta(Path(part.path))
             except Exception as exc:  # pydicom raises several types for a damaged header
                 return SendResult(item, "failed", worst, syntax, f"{part.path}: unreadable File Meta: {exc}", retryable=False, sent=sent)
             stored = str(meta.get("TransferSyntaxUID", "") or part.transfer_syntax_uid)
@@ -520,7 +534,7 @@ class StoreAssociation:
             if ts != stored:
                 # SND-2: convert in Rust to the chosen syntax; the dataset alone
                 # (no File Meta) so it streams from offset 0.
-                path, off = tmpdir / f"wire-{n}.bin", 0
+                path, off = scratch.path() / f"wire-{n}.bin", 0
                 try:
                     transcode(part.path, ts, file_meta=False, out=path,
                               implementation_class_uid=self._assoc.ae.implementation_class_uid,
@@ -570,6 +584,8 @@ class StoreAssociation:
         remaining = self._remaining_session()
         limits = [t for t in (self.dest.dimse_timeout or None, remaining) if t is not None]
         wait = min(limits) if limits else None
+        if getattr(assoc, "gw_fast", False):
+            return self._c_store_fast(cx_id, sop_class, sop_instance, path, offset, wait, remaining)
         assoc.dimse_timeout = wait
         # Mirrors Association.send_c_store: pause the reactor so it does not
         # consume the response before get_msg does.
@@ -585,6 +601,44 @@ class StoreAssociation:
             return None, "", f"cannot read {path}: {exc}"
         finally:
             assoc._reactor_checkpoint.set()
+        return self._check_response(rsp, remaining)
+
+    def _c_store_fast(self, cx_id: int, sop_class: str, sop_instance: str, path: Path, offset: int,
+                      wait: float | None, remaining: float | None) -> tuple[int | None, str, str]:
+        """_c_store on a gateway.net.requestor association: the command encoded by hand,
+        the data set streamed from the file by this thread, the response awaited on an event."""
+        from gateway.net.fastpath import encode_store_command
+        from gateway.net.requestor import SendFailed
+
+        assoc = self._assoc
+        command = encode_store_command(self._msg_id, sop_class, sop_instance)
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        try:
+            assoc.send_file_message(cx_id, command, path, offset, self.dest.dimse_timeout or None, deadline)
+        except SendFailed as exc:
+            was_up = assoc.is_established
+            self.abort()
+            if exc.timed_out:
+                if deadline is not None and time.monotonic() >= deadline - 0.01:
+                    return None, "", (f"session timeout ({self.dest.session_timeout:g} s) expired while sending "
+                                      f"the C-STORE; association aborted (SND-6)")
+                return None, "", (f"the peer took no data within the DIMSE timeout ({self.dest.dimse_timeout:g} s) "
+                                  f"while the C-STORE was sent; association aborted (SND-6)")
+            if not was_up:
+                return None, "", "association aborted or connection closed before the C-STORE was sent"
+            return None, "", f"{exc}; association aborted"
+        except OSError as exc:
+            self.abort()
+            return None, "", f"cannot read {path}: {exc}"
+        # SND-6: the DIMSE timer runs from the end of the request to the response.
+        if remaining is not None and deadline is not None:
+            remaining = max(0.0, deadline - time.monotonic())
+            wait = min(t for t in (self.dest.dimse_timeout or None, remaining) if t is not None)
+        rsp = assoc.wait_response(wait)
+        return self._check_response(rsp, remaining)
+
+    def _check_response(self, rsp: Any, remaining: float | None) -> tuple[int | None, str, str]:
+        assoc = self._assoc
         if rsp is None:
             expired_session = remaining is not None and (self.dest.dimse_timeout == 0 or remaining <= self.dest.dimse_timeout)
             was_up = assoc.is_established
@@ -594,7 +648,8 @@ class StoreAssociation:
             if expired_session:
                 return None, "", f"session timeout ({self.dest.session_timeout:g} s) expired during C-STORE; association aborted (SND-6)"
             return None, "", f"no C-STORE response within the DIMSE timeout ({self.dest.dimse_timeout:g} s); association aborted (SND-6)"
-        if not getattr(rsp, "is_valid_response", True) or rsp.Status is None:
+        if (not getattr(rsp, "is_valid_response", True) or rsp.Status is None
+                or not isinstance(rsp, C_STORE) or rsp.MessageIDBeingRespondedTo != self._msg_id):
             self.abort()
             return None, "", "invalid C-STORE response from the peer; association aborted"
         return int(rsp.Status), str(getattr(rsp, "ErrorComment", "") or ""), ""
@@ -627,6 +682,75 @@ class StoreAssociation:
 def _uid_name(uid: str) -> str:
     name = UID(uid).name
     return f"{name} ({uid})" if name != uid else uid
+
+
+#: File Meta elements the sender needs (PS3.10 7.1), by element number in group 0002.
+_META_KEYWORDS = {0x0002: "MediaStorageSOPClassUID", 0x0003: "MediaStorageSOPInstanceUID", 0x0010: "TransferSyntaxUID"}
+#: Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
+
+
+def read_file_meta(path: Path) -> tuple[dict[str, str], int]:
+    """(the File Meta UIDs the sender needs, offset of the data set) of a Part 10 file.
+
+    The File Meta is always explicit VR little endian after a 128-byte
+    preamble and "DICM" (PS3.10 7.1), so it is read here without pydicom (a
+    pydicom Dataset per object costs more than the rest of a C-STORE's
+    Python work); anything unusual (a File Meta over 16 KiB, no "DICM", an
+    undefined length) goes through pynetdicom's ``split_dataset`` and its errors.
+    """
+    with open(path, "rb") as f:
+        head = f.read(16384)
+        if head[128:132] == b"DICM":
+            found: dict[str, str] = {}
+            pos, end = 132, len(head)
+            while True:
+                if pos + 8 > end:
+                    if end < 16384:  # end of file: nothing but File Meta
+                        return found, pos
+                    break  # a File Meta over 16 KiB: unusual, let pydicom read it
+                group, element = struct.unpack_from("<HH", head, pos)
+                if group != 0x0002:
+                    return found, pos
+                vr = head[pos + 4:pos + 6]
+                if vr in _LONG_VRS:
+                    if pos + 12 > end:
+                        break
+                    length = struct.unpack_from("<I", head, pos + 8)[0]
+                    pos += 12
+                elif vr.isalpha() and vr.isupper():
+                    length = struct.unpack_from("<H", head, pos + 6)[0]
+                    pos += 8
+                else:
+                    break  # not explicit VR: leave it to pydicom
+                if length == 0xFFFFFFFF or pos + length > end:
+                    break
+                keyword = _META_KEYWORDS.get(element)
+                if keyword is not None:
+                    found[keyword] = head[pos:pos + length].decode("ascii", "replace").rstrip("\x00 ")
+                pos += length
+    meta, offset = split_dataset(path)
+    return {k: str(meta.get(k, "") or "") for k in _META_KEYWORDS.values() if meta.get(k)}, offset
+
+
+class _Scratch:
+    """A temporary directory for one item's converted copies, made on first use."""
+
+    __slots__ = ("_config", "_path")
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+        self._path: Path | None = None
+
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = Path(tempfile.mkdtemp(prefix="send-", dir=_workdir(self._config)))
+        return self._path
+
+    def remove(self) -> None:
+        if self._path is not None:
+            _rmtree(str(self._path))
+            self._path = None
 
 
 def _rmtree(path: str) -> None:
