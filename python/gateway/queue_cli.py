@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from gateway.index.queue import STATES
+from gateway.index.job_states import STATES
 
 QUEUE_EXAMPLES = """examples:
   dicom-gateway queue ls --summary                       # per destination and state, with breakers

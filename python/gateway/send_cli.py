@@ -61,21 +61,19 @@ def _is_part10(path: Path) -> bool:
 
 def _outgoing_from_file(path: Path) -> Any:
     """An Outgoing from a Part 10 file's File Meta; ValueError says why it cannot be sent."""
-    from pynetdicom.dsutils import split_dataset
-
-    from gateway.net.storescu import Outgoing
+    from gateway.net.storescu import Outgoing, read_file_meta
 
     if not _is_part10(path):
         raise ValueError("not a DICOM Part 10 file (no 'DICM' at offset 128)")
     try:
-        meta, _offset = split_dataset(path)
+        meta, _offset = read_file_meta(path)
     except Exception as exc:  # pydicom raises several types on a damaged File Meta
         raise ValueError(f"unreadable File Meta: {exc}") from exc
     missing = [k for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID") if not meta.get(k)]
     if missing:
         raise ValueError(f"File Meta lacks {', '.join(missing)}")
-    return Outgoing(path, str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
-                    str(meta.TransferSyntaxUID), key=str(path))
+    return Outgoing(path, meta["MediaStorageSOPClassUID"], meta["MediaStorageSOPInstanceUID"],
+                    meta["TransferSyntaxUID"], key=str(path))
 
 
 def collect_paths(paths: list[str]) -> tuple[list[Any], list[tuple[Path, str]], int]:

@@ -15,14 +15,35 @@ answers A710); ``UnreadableDataset`` means the object cannot be indexed.
 
 from __future__ import annotations
 
-from gateway.index.attrs import InstanceAttrs, UnreadableDataset, extract_attributes, normalize_pn
-from gateway.index.store import (FileRecord, Index, IndexUnavailable, PatientNode, SeriesNode,
-                                 StoredInstance, StudyNode, Transaction, alembic_config,
-                                 wildcard_to_like)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# The name the first API sketch used; UnreadableDataset is the one to use.
-AttributeError_ = UnreadableDataset
+if TYPE_CHECKING:
+    from gateway.index.attrs import InstanceAttrs, UnreadableDataset, extract_attributes, normalize_pn
+    from gateway.index.store import (FileRecord, Index, IndexUnavailable, PatientNode, SeriesNode,
+                                     StoredInstance, StudyNode, Transaction, alembic_config,
+                                     wildcard_to_like)
+
+# Loaded on first use (PEP 562): SQLAlchemy and pydicom cost a third of a
+# second, and every CLI command imports this package to build its parser.
+_EXPORTS = {
+    **dict.fromkeys(("InstanceAttrs", "UnreadableDataset", "extract_attributes", "normalize_pn"),
+                    "gateway.index.attrs"),
+    **dict.fromkeys(("FileRecord", "Index", "IndexUnavailable", "PatientNode", "SeriesNode", "StoredInstance",
+                     "StudyNode", "Transaction", "alembic_config", "wildcard_to_like"), "gateway.index.store"),
+}
 
 __all__ = ["Index", "Transaction", "InstanceAttrs", "FileRecord", "StoredInstance", "IndexUnavailable",
            "UnreadableDataset", "AttributeError_", "extract_attributes", "normalize_pn",
            "PatientNode", "StudyNode", "SeriesNode", "alembic_config", "wildcard_to_like"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AttributeError_":  # the name the first API sketch used; UnreadableDataset is the one to use
+        name = "UnreadableDataset"
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway.index' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from gateway.index.store import Index, IndexUnavailable, PatientNode
+if TYPE_CHECKING:
+    from gateway.index.store import Index, PatientNode
 
 __all__ = ["ls_command", "add_ls_arguments", "format_tree", "LS_EXAMPLES"]
 
@@ -82,6 +83,8 @@ def format_tree(patients: list[PatientNode]) -> list[str]:
 def ls_command(index: Index | str, filters: Mapping[str, Any] | argparse.Namespace | None = None,
                out: TextIO = sys.stdout) -> int:
     """Print the tree of patients ▸ studies ▸ series matching ``filters``; returns the exit code."""
+    from gateway.index.store import Index, IndexUnavailable
+
     try:
         idx = index if isinstance(index, Index) else Index(index)
         patients = idx.tree(**_filters(filters))

@@ -34,12 +34,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.index import schema as S
+from gateway.index.job_states import STATES
 
 __all__ = ["ForwardPlan", "Job", "ForwardQueue", "enqueue", "touch_series", "backoff_delay",
            "STATES", "worker_id"]
 
-#: Every job state; see ``schema.forward_jobs``.
-STATES = ("waiting", "held", "pending", "claimed", "done", "failed", "dead")
 #: ``complete_after`` meaning "when the sending association ends".
 ON_ASSOCIATION_END = -1.0
 
