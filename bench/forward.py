@@ -6,6 +6,8 @@
   baseline     DCMTK storescu -> DCMTK storescp directly, same files
   send path    `dicom-gateway send` of the objects the gateway stored -> DCMTK storescp,
                versus DCMTK storescu sending those same stored files
+  backlog      everything queued while the destination is down; time from the moment
+               storescp starts until the last object is there
 
     python bench/forward.py [--corpus DIR]
 
@@ -31,8 +33,8 @@ from _common import free_port, full_corpus, wait_port  # noqa: E402
 ENV = dict(os.environ, TCP_NODELAY="1")
 
 
-def storescp(out: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
+def storescp(out: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    port = port or free_port()
     out.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(["/usr/bin/storescp", "-aet", "DEST", "--output-directory", str(out), str(port)],
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -51,6 +53,42 @@ def storescu(port: int, files: list[str], aec: str) -> float:
 
 def count(directory: Path) -> int:
     return sum(1 for p in directory.iterdir() if p.is_file())
+
+
+def wait_files(directory: Path, n: int) -> None:
+    deadline = time.monotonic() + 1800
+    while count(directory) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {count(directory)} of {n} objects arrived")
+        time.sleep(0.02)
+
+
+def gateway(cfg: Path, dest_port: int, forwarding: str = "") -> tuple[subprocess.Popen, int, Path]:
+    """`dicom-gateway serve` (2 workers) with one route: everything to DEST on ``dest_port``."""
+    port = free_port()
+    (cfg / "remotes").mkdir(parents=True)
+    (cfg / "routes").mkdir()
+    (cfg / "gateway.toml").write_text(textwrap.dedent(f"""
+        [node]
+        ae_title = "BENCH"
+        data_dir = "{cfg / 'data'}"
+        workers = 2
+        log_level = "WARNING"
+        [[listeners]]
+        port = {port}
+        bind = "127.0.0.1"
+        [http]
+        enabled = false
+        [forwarding]
+        poll_interval = 0.05
+        """) + forwarding)
+    (cfg / "remotes" / "dest.toml").write_text(f'ae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n')
+    (cfg / "routes" / "all.toml").write_text('[[rule]]\nname = "everything"\nforward = ["dest"]\n')
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    time.sleep(1.0)
+    return proc, port, cfg
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -81,39 +119,11 @@ def main() -> int:
 
         # -- end to end through the gateway
         dest, dport = storescp(tmp / "routed")
-        gport = free_port()
-        cfg = tmp / "gw"
-        (cfg / "remotes").mkdir(parents=True)
-        (cfg / "routes").mkdir()
-        (cfg / "gateway.toml").write_text(textwrap.dedent(f"""
-            [node]
-            ae_title = "BENCH"
-            data_dir = "{tmp / 'gwdata'}"
-            workers = 2
-            log_level = "WARNING"
-            [[listeners]]
-            port = {gport}
-            bind = "127.0.0.1"
-            [http]
-            enabled = false
-            [forwarding]
-            poll_interval = 0.05
-            batch = 64
-        """))
-        (cfg / "remotes" / "dest.toml").write_text(f'ae_title = "DEST"\nhost = "127.0.0.1"\nport = {dport}\n')
-        (cfg / "routes" / "all.toml").write_text('[[rule]]\nname = "everything"\nforward = ["dest"]\n')
-        gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gw, gport, cfg = gateway(tmp / "gw", dport)
         try:
-            wait_port(gport)
-            time.sleep(1.0)
             started = time.perf_counter()
             ingest = storescu(gport, files, "BENCH")
-            deadline = time.monotonic() + 1800
-            while count(tmp / "routed") < len(files):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {count(tmp / 'routed')} of {len(files)} objects arrived")
-                time.sleep(0.02)
+            wait_files(tmp / "routed", len(files))
             end_to_end = time.perf_counter() - started
         finally:
             stop(gw)
@@ -122,12 +132,13 @@ def main() -> int:
         print(f"  end to end: {end_to_end:.2f} s (ingest part {ingest:.2f} s)", file=sys.stderr)
 
         # -- the send path alone, over the gateway's stored files
-        stored = sorted(str(p) for p in (tmp / "gwdata" / "archive").rglob("*.dcm"))
+        archive = cfg / "data" / "archive"
+        stored = sorted(str(p) for p in archive.rglob("*.dcm"))
         dest, dport = storescp(tmp / "sent-gw")
         try:
             started = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "gateway.cli", "send", f"DEST@127.0.0.1:{dport}",
-                                  str(tmp / "gwdata" / "archive"), "--config", str(cfg)],
+                                  str(archive), "--config", str(cfg)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             send_gw = time.perf_counter() - started
             if out.returncode != 0:
@@ -141,6 +152,23 @@ def main() -> int:
             stop(dest)
         rows.append(("dicom-gateway send (stored files)", send_gw))
         rows.append(("storescu (same stored files)", send_dcmtk))
+
+        # -- a backlog: the destination is down while everything arrives, then comes up
+        dport = free_port()
+        gw, gport, _ = gateway(tmp / "gw-backlog", dport, "breaker_cooldown = 0.2\nbackoff_max = 0.2\n")
+        try:
+            storescu(gport, files, "BENCH")  # every job is committed before its C-STORE-RSP
+            time.sleep(1.0)
+            started = time.perf_counter()
+            dest, _ = storescp(tmp / "backlog", dport)
+            try:
+                wait_files(tmp / "backlog", len(files))
+                backlog = time.perf_counter() - started
+            finally:
+                stop(dest)
+        finally:
+            stop(gw)
+        rows.append(("queued backlog -> storescp (came up)", backlog))
 
     print(f"\n{len(files)} objects, {total / 1e6:.1f} MB (full corpus, explicit LE, GENIE private objects excluded)\n")
     print(f"{'path':<38}{'seconds':>9}{'MB/s':>9}{'images/s':>10}")

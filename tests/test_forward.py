@@ -450,7 +450,8 @@ def test_restart_with_a_full_queue_delivers_everything_once(gateway_process, tmp
 def test_killed_sender_is_restarted_and_its_claims_are_released(gateway_process, tmp_path, peers):
     """A sender process that dies (SIGKILL mid-batch) is restarted by the supervisor; the
     new one frees the dead one's claimed jobs and delivers everything. At-least-once: only
-    the object in flight at the kill may arrive twice (docs/forwarding.md, case 1)."""
+    the object in flight at the kill and those sent since the last group of `done`
+    records (0.25 s: two at 0.15 s each) may arrive twice (docs/forwarding.md, case 1)."""
     import re
 
     port, scp_port = free_port(), free_port()
@@ -468,5 +469,5 @@ def test_killed_sender_is_restarted_and_its_claims_are_released(gateway_process,
     wait_until(lambda: states(q) == ["done"] * 12, timeout=30, what="delivery by the restarted sender")
     stored = scp.stored()
     assert set(stored) == {f"{ROOT}.32.1.{i}" for i in range(1, 13)}
-    assert len(stored) - 12 <= 1, sorted(stored)
+    assert len(stored) - 12 <= 3, sorted(stored)
     assert gp.stop() == 0

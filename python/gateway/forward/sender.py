@@ -49,6 +49,9 @@ __all__ = ["SenderService", "DestinationWorker", "STATE_FILE", "read_state"]
 
 log = logging.getLogger("gateway.forward")
 
+#: Sent jobs are recorded done in groups of at most this many, at most this many seconds late.
+DONE_GROUP = 32
+DONE_DELAY = 0.25
 #: Seconds between looks for storage commitment transactions without a result.
 COMMITMENT_RETRY_INTERVAL = 5.0
 #: Written to <data_dir>/run/ by the sender process: breaker states for `queue ls`.
@@ -537,10 +540,11 @@ class DestinationWorker(threading.Thread):
             return True
 
         # Each job's file, from the index: the object as stored now (an overwrite, STO-6, is sent new).
+        # An index that fails here ends the worker; the batch goes back uncharged.
+        found = svc.index.find_instances([job.sop_instance_uid for job in jobs])
         pending: list[tuple[Job, Any]] = []
         for job in jobs:
-            # An index that fails here ends the worker; the batch goes back uncharged.
-            stored = svc.index.find_instance(job.sop_instance_uid)
+            stored = found.get(job.sop_instance_uid)
             if stored is None or stored.file is None:
                 fail(job, f"instance {job.sop_instance_uid} is no longer in the index", retry=False)
                 continue
@@ -557,9 +561,40 @@ class DestinationWorker(threading.Thread):
                                           preferred_syntax=job.options.get("syntax"))))
 
         sent: list[tuple[str, str, str]] = []
+        # Sent jobs are marked done a group at a time (one commit, one fsync, for
+        # up to DONE_GROUP objects or DONE_DELAY seconds): see docs/forwarding.md
+        # for what a crash in between means (at-least-once).
+        done: list[tuple[int, int]] = []
+
+        def flush() -> None:
+            by_status: dict[int, list[int]] = {}
+            for job_id, status in done:
+                by_status.setdefault(status, []).append(job_id)
+            for status, ids in by_status.items():
+                queue.complete(ids, status)
+                for job_id in ids:
+                    self._claimed.remove(job_id)
+            done.clear()
+
+        try:
+            return self._send_items(dest, pending, sent, done, flush, fail)
+        finally:
+            flush()
+            self._commit(dest, sent)
+
+    def _send_items(self, dest: Any, pending: list[tuple[Job, Any]], sent: list[tuple[str, str, str]],
+                    done: list[tuple[int, int]], flush: Any, fail: Any) -> bool:
+        svc = self.service
+        queue = svc.queue
+        assert queue is not None
+        fw = svc.config.forwarding
         fresh = False
         last_extend = time.monotonic()
+        last_flush = time.monotonic()
         while pending and not svc.stopping.is_set():  # stopping: the rest is given back untried
+            if done and (len(done) >= DONE_GROUP or time.monotonic() - last_flush >= DONE_DELAY):
+                flush()
+                last_flush = time.monotonic()
             if time.monotonic() - last_extend > fw.lease / 3:
                 queue.extend(self._claimed, svc.claimant, fw.lease)  # a long batch keeps its lease
                 last_extend = time.monotonic()
@@ -584,14 +619,12 @@ class DestinationWorker(threading.Thread):
                     for j, _ in pending:
                         fail(j, error)
                 # "probe-failed" / "skipped": the circuit is open; jobs are not charged
-                self._commit(dest, sent)
                 return False
             fresh = False
             result = self.assoc.send(item)
             pending.pop(0)
             if result.state == "done":
-                queue.complete([job.id], result.status or 0)
-                self._claimed.remove(job.id)
+                done.append((job.id, result.status or 0))
                 METRICS.inc("gateway_forward_sent_total", destination=self.destination)
                 if result.status:  # SND-5: a warning counts as sent, and is logged
                     log.warning("forwarded with a warning", extra={
@@ -612,7 +645,6 @@ class DestinationWorker(threading.Thread):
                 # go on with the rest on a new association. A failure found before
                 # anything went out (SND-4, an unreadable file) keeps this one.
                 self._close()
-        self._commit(dest, sent)
         return True
 
     def _open(self, dest: Any, items: list[Any]) -> str:

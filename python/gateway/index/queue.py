@@ -8,8 +8,9 @@ IMMEDIATE``, PostgreSQL with ``SELECT … FOR UPDATE SKIP LOCKED`` so several
 nodes share one queue.
 
 Delivery is at-least-once: a job is marked done only after the peer answered
-its C-STORE, in a transaction of its own. A sender killed between the peer's
-response and that commit leaves the job claimed; its lease is released when a
+its C-STORE, in a short transaction after the response (the sender records
+sent jobs in small groups). A sender killed between the peer's response and
+that commit leaves the job claimed; its lease is released when a
 sender on the same host starts again (the claimant's process is gone), or when
 the lease expires, and the object is sent once more. The same happens when
 that commit fails (index unavailable: the job is released, or its lease

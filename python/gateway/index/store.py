@@ -346,6 +346,16 @@ class Index:
         with self._connect(write=False) as conn:
             return Transaction(conn).find_instance(sop_instance_uid)
 
+    def find_instances(self, sop_instance_uids: list[str]) -> dict[str, StoredInstance]:
+        """The indexed ones of these instances, by SOP Instance UID (one read transaction)."""
+        out: dict[str, StoredInstance] = {}
+        with self._connect(write=False) as conn:
+            for chunk in range(0, len(sop_instance_uids), 500):
+                rows = conn.execute(_instance_select().where(
+                    S.instances.c.sop_instance_uid.in_(sop_instance_uids[chunk:chunk + 500]))).all()
+                out.update((r.sop_instance_uid, _stored_from_row(r)) for r in rows)
+        return out
+
     def tree(self, patient_id: str | None = None, patient_name: str | None = None,
              study_date: str | None = None, modality: str | None = None,
              accession: str | None = None, study_instance_uid: str | None = None) -> list[PatientNode]:
