@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from conftest import InProcessGateway, basic_toml, dcmtk, free_port, write_config
+from test_forward import peers  # noqa: F401  (fixture)
 from gateway.index import Index
 from gateway.index.commitments import CommitmentStore
 from gateway.index.queue import ForwardQueue
@@ -65,3 +66,58 @@ def test_hook_stored_file_path(tmp_path):
         tmp_path / "arch" / "1.2" / "1.2.3" / "1.2.3.4.dcm"
     elsewhere = FileRecord("x.dcm", 1, "0" * 64, "1.2.840.10008.1.2.1", backend="tape")
     assert host.call("gateway_stored_file_path", file=elsewhere, config=config) is None
+
+
+def test_hook_transform_outgoing(inprocess_gateway, tmp_path, peers):
+    """Plugins change objects on the way out (DESIGN §3); the archive keeps them as
+    received (STO-5), and a plugin that raises fails that object, not the sender."""
+    import pydicom
+
+    from conftest import write_cts
+    from test_forward import Storescp, forwarding, queue_of, remote, route, send, states, wait_until
+
+    port, scp_port = free_port(), free_port()
+    gw = inprocess_gateway(basic_toml(port, tmp_path / "data", modules=["outgoing_plugin"], extra=forwarding()),
+                           **{"remotes/pacs.toml": remote("PACS", scp_port), "routes/r.toml": route("pacs")})
+    scp = peers(Storescp(tmp_path / "received", scp_port))
+    files = write_cts(tmp_path / "in", 2, patient_name="Outgoing^Test")
+    files += write_cts(tmp_path / "in", 1, patient_name="BROKEN")
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.PatientBirthDate = "19700101"
+        ds.save_as(f, enforce_file_format=True)
+    send(port, files)
+    q = queue_of(gw)
+    wait_until(lambda: states(q) == ["done", "done", "failed"], what="two sent, one refused by the plugin")
+    failed = [j for j in q.list() if j.state == "failed"]
+    assert "gateway_transform_outgoing" in failed[0].last_error and "refusing" in failed[0].last_error
+    received = [pydicom.dcmread(p) for p in sorted(scp.out.iterdir())]
+    assert len(received) == 2
+    for ds in received:
+        assert ds.InstitutionName == "VIA PACS" and "PatientBirthDate" not in ds
+        assert ds.PixelData == pydicom.dcmread(next(f for f in files if f.stem == ds.SOPInstanceUID)).PixelData
+    archived = [pydicom.dcmread(p) for p in (tmp_path / "data" / "archive").rglob("*.dcm")]
+    assert len(archived) == 3 and all(ds.PatientBirthDate == "19700101" for ds in archived)
+
+
+def test_send_command_applies_transform_outgoing(tmp_path, peers):
+    """`dicom-gateway send` runs the same hook as the sender."""
+    import os
+
+    import pydicom
+
+    from conftest import TEST_PLUGINS, write_cts
+    from test_forward import Storescp
+
+    scp_port = free_port()
+    scp = peers(Storescp(tmp_path / "received", scp_port, "ARCH"))
+    cfg = write_config(tmp_path / "cfg", f'[node]\ndata_dir = "{tmp_path / "data"}"\n'
+                                         '[plugins]\nmodules = ["outgoing_plugin"]\n')
+    files = write_cts(tmp_path / "in", 2)
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "send", f"ARCH@127.0.0.1:{scp_port}",
+                          str(tmp_path / "in"), "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(TEST_PLUGINS)))
+    assert out.returncode == 0, out.stdout + out.stderr
+    received = [pydicom.dcmread(p) for p in sorted(scp.out.iterdir())]
+    assert sorted(ds.SOPInstanceUID for ds in received) == sorted(f.stem for f in files)
+    assert {ds.InstitutionName for ds in received} == {"VIA ARCH"}

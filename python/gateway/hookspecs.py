@@ -159,3 +159,22 @@ def gateway_stored_file_path(file: "FileRecord", config: Any) -> "Path | None":
     the absolute :class:`pathlib.Path`, or ``None`` when the record is not
     yours. The first non-``None`` result wins (firstresult).
     """
+
+
+@hookspec
+def gateway_transform_outgoing(dataset: Any, destination: Any, config: Any) -> None:
+    """Change an object on its way to a destination (coercion, de-identification).
+
+    Called by the Storage SCU for every object it is about to send — from the
+    sender's queue and from ``dicom-gateway send`` — after the SND-7
+    conversions and before the SND-2 syntax conversion, with the whole object
+    as a pydicom ``Dataset`` (File Meta included, read from the stored file),
+    the :class:`gateway.net.storescu.Destination` it goes to and the running
+    config. Modify ``dataset`` in place; every implementation is called in
+    turn. Returns nothing. The stored object is never changed; a new SOP
+    Instance UID set here is what the peer receives (and what storage
+    commitment asks about). When no plugin implements this hook, objects
+    leave byte-exact without being parsed; implementing it costs a pydicom
+    read and write per object. An implementation that raises fails that
+    object (not retried until an operator runs ``queue retry``).
+    """

@@ -386,3 +386,28 @@ def _color_variants(ds: Any, mode: str, original_class: str, original_uid: str, 
     if mode in ("grayscale", "both"):
         parts.append(_write(_grayscale(ds, original_class, original_uid, frame), workdir))
     return parts
+
+
+def outgoing_transform(host: Any, config: Any) -> Any:
+    """The ``gateway_transform_outgoing`` implementations as one callable
+    ``transform(dataset, destination)``, or None when no plugin implements
+    the hook (then objects leave untouched, without being parsed)."""
+    if host is None or not host.pm.hook.gateway_transform_outgoing.get_hookimpls():
+        return None
+
+    def transform(dataset: Any, destination: Any) -> None:
+        host.call("gateway_transform_outgoing", dataset=dataset, destination=destination, config=config)
+    return transform
+
+
+def apply_transform(transform: Any, path: Path, destination: Any, out: Path) -> Path:
+    """Read the Part 10 file at ``path``, let ``transform`` change it, write it to ``out``
+    in its own transfer syntax (File Meta kept in step with the dataset's UIDs)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    transform(ds, destination)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(out, enforce_file_format=True)
+    return out

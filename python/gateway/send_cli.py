@@ -246,7 +246,12 @@ def send_command(args: argparse.Namespace) -> int:
         rep._line(f"Failed       {path}  {why}")
         rep.bar.step(str(path), failed=True)
     if items:
-        send_items(dest, items, config, on_result=rep.result, on_state=rep.state, on_start=rep.start)
+        from gateway.outgoing import outgoing_transform
+        from gateway.plugins import load_host
+
+        transform = outgoing_transform(load_host(config.disabled_plugins, config.plugins.modules), config)
+        send_items(dest, items, config, on_result=rep.result, on_state=rep.state, on_start=rep.start,
+                   transform=transform)
     rep.bar.close()
     return 1 if rep.failed else 0
 

@@ -652,12 +652,14 @@ class DestinationWorker(threading.Thread):
         ``skipped`` (the circuit is open: not tried)."""
         from gateway.net.scu import AssociationFailed
         from gateway.net.storescu import StoreAssociation
+        from gateway.outgoing import outgoing_transform
 
         grant, self._grant = self._grant or self.breaker.acquire(), None
         if grant is None:
             return "skipped"
         try:
-            self.assoc = StoreAssociation.open(dest, items, self.service.config)
+            self.assoc = StoreAssociation.open(dest, items, self.service.config,
+                                               outgoing_transform(self.service.plugins, self.service.config))
         except Exception as exc:
             if isinstance(exc, AssociationFailed):
                 kind, error = exc.kind, f"{exc.kind}: {exc}"

@@ -30,6 +30,7 @@ import struct
 import tempfile
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -368,6 +369,7 @@ class StoreAssociation:
         self._msg_id = 0
         self._lock = threading.Lock()
         self._plans: dict[Path, _Plan] = {}
+        self.transform: Callable[[Any, Destination], None] | None = None
         self.sent = 0
         # SOP class -> accepted transfer syntax -> context id
         self._accepted: dict[str, dict[str, int]] = {}
@@ -381,9 +383,11 @@ class StoreAssociation:
 
     # -- opening -------------------------------------------------------
     @classmethod
-    def open(cls, dest: Destination, items: Iterable[Outgoing], config: Any) -> "StoreAssociation":
+    def open(cls, dest: Destination, items: Iterable[Outgoing], config: Any,
+             transform: Callable[[Any, Destination], None] | None = None) -> "StoreAssociation":
         """SND-1: contexts for every SOP class the items need (after SND-7 conversions);
-        raises AssociationFailed (rejected / aborted / unreachable)."""
+        raises AssociationFailed (rejected / aborted / unreachable). ``transform``
+        (:func:`gateway.outgoing.outgoing_transform`) changes each object before it goes."""
         plans: dict[Path, _Plan] = {}
         needs: list[tuple[str, str]] = []
         for item in items:
@@ -398,6 +402,7 @@ class StoreAssociation:
         assoc = open_association(dest, contexts, config)
         sa = cls(dest, assoc, covered, config)
         sa._plans = plans
+        sa.transform = transform
         log.info("association to %s established: %d context(s) proposed, %d accepted",
                  dest, len(contexts), len(assoc.accepted_contexts))
         return sa
@@ -518,6 +523,19 @@ class StoreAssociation:
         comments: list[str] = []
         sent: list[tuple[str, str]] = []
         for n, part in enumerate(parts):
+            if self.transform is not None:
+                from gateway.outgoing import apply_transform
+                from gateway.plugins import HookError
+
+                try:
+                    part = dataclasses.replace(part, path=apply_transform(
+                        self.transform, Path(part.path), self.dest, scratch.path() / f"out-{n}.dcm"))
+                except HookError as exc:
+                    return SendResult(item, "failed", worst, syntax, retryable=False, sent=sent,
+                                      error=f"gateway_transform_outgoing: {exc}")
+                except Exception as exc:  # pydicom on a damaged file, or a dataset the plugin broke
+                    return SendResult(item, "failed", worst, syntax, retryable=False, sent=sent,
+                                      error=f"{part.path}: cannot apply gateway_transform_outgoing: {exc}")
             try:
                 meta, offset = read_file_meta(Path(part.path))
             except Exception as exc:  # pydicom raises several types for a damaged header
@@ -762,7 +780,8 @@ def _rmtree(path: str) -> None:
 def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
                on_result: Callable[[SendResult], None] | None = None,
                on_state: Callable[[str], None] | None = None,
-               on_start: Callable[[Outgoing], None] | None = None) -> list[SendResult]:
+               on_start: Callable[[Outgoing], None] | None = None,
+               transform: Callable[[Any, Destination], None] | None = None) -> list[SendResult]:
     """SND-3..SND-5 for a list; results in the order of ``items``.
 
     Many C-STOREs per association (SND-3). A SOP class the peer did not
@@ -789,7 +808,7 @@ def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
     while pending:
         state(CONNECTING)
         try:
-            sa = StoreAssociation.open(dest, [items[i] for i in pending], config)
+            sa = StoreAssociation.open(dest, [items[i] for i in pending], config, transform)
         except AssociationFailed as exc:
             state(FAILED)
             for i in pending:
