@@ -485,33 +485,36 @@ class FastAssociationMixin:
             drain_check = getattr(self, "drain_check", None)
             if drain_check is not None:
                 drain_check()
-
-            if self.is_established and self.acse.is_release_requested():
-                self.acse.send_release(is_response=True)
-                log.debug("association released by peer")
-                self.is_released = True
-                self.is_established = False
-                evt.trigger(self, evt.EVT_RELEASED, {})
-                self.kill()
+            if self._association_over():
                 return
 
-            if self.acse.is_aborted():
-                self.dul.receive_pdu(wait=False)
-                self.is_aborted = True
-                self.is_established = False
-                evt.trigger(self, evt.EVT_ABORTED, {})
-                self.kill()
-                return
-
-            if not self.dul.is_alive():
-                self.kill()
-                return
-
-            if self.dul.idle_timer_expired():
-                log.warning("network timeout reached; aborting association")
-                self.abort()
-                self.kill()
-                return
+    def _association_over(self) -> bool:
+        """The end of a reactor turn, as pynetdicom's: a release asked by the peer,
+        an abort, a dead DUL or the network timeout ends the association."""
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            log.debug("association released by peer")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return True
+        if self.acse.is_aborted():
+            self.dul.receive_pdu(wait=False)
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return True
+        if not self.dul.is_alive():
+            self.kill()
+            return True
+        if self.dul.idle_timer_expired():
+            log.warning("network timeout reached; aborting association")
+            self.abort()
+            self.kill()
+            return True
+        return False
 
     def kill(self) -> None:
         # pynetdicom polls stop_dul every 10 ms; wake the DUL so it sees the kill.

@@ -180,32 +180,7 @@ class GatewayRequestor(FastAssociationMixin, Association):
             context_id, msg = self.dimse.get_msg(block=False)
             if msg:
                 self._serve_request(msg, cast(int, context_id))
-
-            if self.is_established and self.acse.is_release_requested():
-                self.acse.send_release(is_response=True)
-                log.debug("association released by peer")
-                self.is_released = True
-                self.is_established = False
-                evt.trigger(self, evt.EVT_RELEASED, {})
-                self.kill()
-                return
-
-            if self.acse.is_aborted():
-                self.dul.receive_pdu(wait=False)
-                self.is_aborted = True
-                self.is_established = False
-                evt.trigger(self, evt.EVT_ABORTED, {})
-                self.kill()
-                return
-
-            if not self.dul.is_alive():
-                self.kill()
-                return
-
-            if self.dul.idle_timer_expired():
-                log.warning("network timeout reached; aborting association")
-                self.abort()
-                self.kill()
+            if self._association_over():
                 return
 
     def kill(self) -> None:
