@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -131,4 +132,34 @@ def test_wake_after_the_reactor_ended_is_harmless():
 
     dul = FastDUL.__new__(FastDUL)
     dul._wake_fd = -1
+    dul._wake_lock = threading.Lock()
     dul._wake()
+
+
+def test_wake_never_writes_to_a_reused_descriptor(tmp_path):
+    """Threads wake the DUL while its reactor closes the eventfd; a descriptor number
+    reused right after (here a file) must never receive the eventfd's 8 bytes."""
+    from gateway.net.fastpath import FastDUL
+
+    target = tmp_path / "victim"
+    for _ in range(200):
+        dul = FastDUL.__new__(FastDUL)
+        dul._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        dul._wake_lock = threading.Lock()
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                dul._wake()
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        try:
+            dul._close_wake_fd()
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # likely the same number
+            time.sleep(0.0005)
+        finally:
+            stop.set()
+            t.join()
+        os.close(fd)
+        assert target.stat().st_size == 0

@@ -95,6 +95,7 @@ class FastDUL(DULServiceProvider):
         super().__init__(assoc)
         self._settings = settings
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._wake_lock = threading.Lock()
         self._receiver: Any = None
         # Set after every state-machine action; the association reactor waits on it.
         self.activity = threading.Event()
@@ -104,13 +105,24 @@ class FastDUL(DULServiceProvider):
 
     # -- waking ------------------------------------------------------------
     def _wake(self) -> None:
-        fd = self._wake_fd
-        if fd < 0:  # the reactor has ended (peer aborted); nothing to wake
-            return
-        try:
-            os.eventfd_write(fd, 1)
-        except OSError:  # closed between the check and the write
-            pass
+        # Under the lock the reactor closes the eventfd with: a write after the
+        # close would land on whatever file reused the descriptor number.
+        with self._wake_lock:
+            if self._wake_fd < 0:  # the reactor has ended (peer aborted); nothing to wake
+                return
+            try:
+                os.eventfd_write(self._wake_fd, 1)
+            except OSError:
+                pass
+
+    def _close_wake_fd(self) -> None:
+        with self._wake_lock:
+            fd, self._wake_fd = self._wake_fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
@@ -139,7 +151,10 @@ class FastDUL(DULServiceProvider):
         if sock is None or isinstance(sock, ssl.SSLSocket) or getattr(self.socket, "tls_args", None):
             # TLS: ssl buffers decrypted bytes the fd poll can't see; keep the
             # pynetdicom loop until the sans-IO feed path is wired for TLS.
-            return super().run_reactor()
+            try:
+                return super().run_reactor()
+            finally:
+                self._close_wake_fd()
         # An acceptor's socket is connected already; a requestor's connects in
         # AE-1 on this thread, and gets its receiver in _transport_event then.
         self._start_receiver()
@@ -149,11 +164,7 @@ class FastDUL(DULServiceProvider):
         finally:
             self._receiver = None  # frees its buffers and any partial spool file now
             self.activity.set()
-            try:
-                os.close(self._wake_fd)
-            except OSError:
-                pass
-            self._wake_fd = -1
+            self._close_wake_fd()
 
     def _start_receiver(self) -> None:
         wrapper = self.socket
