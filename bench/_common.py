@@ -41,3 +41,20 @@ def full_corpus(corpus: Path | None) -> tuple[list[str], int]:
     manifest = json.loads((corpus / "manifest.json").read_text())
     files = [str(corpus / f["path"]) for f in manifest["files"] if f["sop_class_uid"] != GENIE_PRIVATE]
     return files, sum(os.path.getsize(f) for f in files)
+
+
+def write_gateway_toml(directory: Path, port: int, extra: str = "") -> None:
+    """The benchmarked gateway's gateway.toml: AE BENCH, 2 workers, data in ``directory/data``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "gateway.toml").write_text(f"""
+[node]
+ae_title = "BENCH"
+data_dir = "{directory / 'data'}"
+workers = 2
+log_level = "WARNING"
+[[listeners]]
+port = {port}
+bind = "127.0.0.1"
+[http]
+enabled = false
+""" + extra)

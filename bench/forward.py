@@ -22,13 +22,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import free_port, full_corpus, wait_port  # noqa: E402
+from _common import free_port, full_corpus, wait_port, write_gateway_toml  # noqa: E402
 
 ENV = dict(os.environ, TCP_NODELAY="1")
 
@@ -68,20 +67,7 @@ def gateway(cfg: Path, dest_port: int, forwarding: str = "") -> tuple[subprocess
     port = free_port()
     (cfg / "remotes").mkdir(parents=True)
     (cfg / "routes").mkdir()
-    (cfg / "gateway.toml").write_text(textwrap.dedent(f"""
-        [node]
-        ae_title = "BENCH"
-        data_dir = "{cfg / 'data'}"
-        workers = 2
-        log_level = "WARNING"
-        [[listeners]]
-        port = {port}
-        bind = "127.0.0.1"
-        [http]
-        enabled = false
-        [forwarding]
-        poll_interval = 0.05
-        """) + forwarding)
+    write_gateway_toml(cfg, port, "[forwarding]\npoll_interval = 0.05\n" + forwarding)
     (cfg / "remotes" / "dest.toml").write_text(f'ae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n')
     (cfg / "routes" / "all.toml").write_text('[[rule]]\nname = "everything"\nforward = ["dest"]\n')
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],

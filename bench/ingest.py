@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import free_port, full_corpus, wait_port  # noqa: E402
+from _common import free_port, full_corpus, wait_port, write_gateway_toml  # noqa: E402
 ENV = dict(os.environ, TCP_NODELAY="1")
 
 
@@ -51,18 +51,7 @@ def start(name: str, tmp: Path):
     d = tmp / name.split()[0]
     d.mkdir()
     if name == "gateway":
-        (d / "gateway.toml").write_text(textwrap.dedent(f"""
-            [node]
-            ae_title = "BENCH"
-            data_dir = "{d / 'data'}"
-            workers = 2
-            log_level = "WARNING"
-            [[listeners]]
-            port = {port}
-            bind = "127.0.0.1"
-            [http]
-            enabled = false
-        """))
+        write_gateway_toml(d, port)
         cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(d)]
     elif name == "DCMTK storescp":
         cmd = ["/usr/bin/storescp", "-aet", "BENCH", "--output-directory", str(d), str(port)]
