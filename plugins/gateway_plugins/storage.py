@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway import dictionaries
 from gateway.hookspecs import hookimpl
-from gateway.index import FileRecord, Index, IndexUnavailable, UnreadableDataset, extract_attributes
+from gateway.index import (FileRecord, Index, IndexUnavailable, UnreadableDataset, extract_attributes,
+                           shared_index)
 from gateway.messages import DatasetPayload, Rejection, Response, RoutedInstance, StoreRequest
 from gateway.metrics import METRICS
 from gateway.routing import association_key, header_loader
@@ -127,24 +128,11 @@ def storage_root(config: Any, s: StorageSettings) -> Path:
     return Path(s.root) if s.root else Path(config.node.data_dir) / "archive"
 
 
-_indexes: dict[tuple[str, float], Index] = {}
-_indexes_lock = threading.Lock()
-
-
 def index_of(config: Any, s: StorageSettings) -> Index:
-    """This process's index for the storage service: one per URL and timeout.
-
-    The store waits at most ``index_timeout`` for the database's write lock
-    (no further retries), then answers with a refusal status.
-    """
-    key = (config.effective_database_url(), s.index_timeout)
-    index = _indexes.get(key)
-    if index is None:
-        with _indexes_lock:
-            index = _indexes.get(key)
-            if index is None:
-                index = _indexes[key] = Index(key[0], busy_timeout=s.index_timeout, lock_retries=0)
-    return index
+    """This process's index for the storage service. A store waits at most
+    ``index_timeout`` for the database's write lock (no further retries), then
+    answers with a refusal status (STO-8)."""
+    return shared_index(config.effective_database_url(), busy_timeout=s.index_timeout, lock_retries=0)
 
 
 def _sop_classes(config: Any) -> list[str]:

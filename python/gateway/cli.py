@@ -72,7 +72,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         rows.append((name, "-", "-", "(disabled by config)", "-"))
     for name, why in sorted(host.failed.items()):
         rows.append((name, "-", "-", f"(failed: {why})", "-"))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -184,12 +184,14 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: list[tuple[Any, ...]], out: Any = None) -> None:
+    """Rows as aligned columns, the first row a header underlined with dashes."""
+    out = out or sys.stdout
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
         if n == 0:
-            print("  ".join("-" * w for w in widths))
+            print("  ".join("-" * w for w in widths), file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ import argparse
 import sys
 from typing import Any, TextIO
 
+from gateway.cli import print_table
+
 __all__ = ["add_commit_parser", "commit_ls", "COMMIT_EXAMPLES"]
 
 COMMIT_EXAMPLES = """\
@@ -66,18 +68,8 @@ def _destination_name(store: Any, config: Any, wanted: str | None) -> str | None
 
 
 def _archive(config: Any, destination: str) -> bool:
-    for name, remote in (getattr(config, "remotes", {}) or {}).items():
-        if name.lower() == destination.lower():
-            return bool(remote.treat_as_archive)
-    return False
-
-
-def _table(rows: list[tuple[Any, ...]], out: TextIO) -> None:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
-        if n == 0:
-            print("  ".join("-" * w for w in widths), file=out)
+    found = config.remote(destination)
+    return found is not None and found[1].treat_as_archive
 
 
 def _when(value: Any) -> str:
@@ -123,5 +115,5 @@ def commit_ls(index: Any, config: Any, args: Any, out: TextIO | None = None) -> 
         where = " at " + destination if destination else ""
         print(f"no storage commitment recorded{what}{where}", file=out)
         return 0
-    _table(rows, out)
+    print_table(rows, out)
     return 0

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from gateway.cli import print_table
 from gateway.index.job_states import STATES
 
 QUEUE_EXAMPLES = """examples:
@@ -78,12 +79,6 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
 
-def _table(rows: list[tuple[Any, ...]]) -> None:
-    from gateway.cli import _table as table
-
-    table([tuple(str(c) for c in r) for r in rows])
-
-
 def _cmd_ls(args: argparse.Namespace) -> int:
     from gateway.forward import read_state
 
@@ -101,7 +96,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         if len(rows) == 1:
             print("the forward queue is empty" + (" (for this filter)" if args.destination or args.state else ""))
             return 0
-        _table(rows)
+        print_table(rows)
         for dest, b in sorted(breakers.items()):
             if b.get("state") != "closed" and b.get("last_error"):
                 print(f"{dest}: circuit {b['state']}: {b['last_error']}")
@@ -117,7 +112,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         rows.append((j.id, j.state, j.destination, j.attempts,
                      _when(j.next_attempt_at) if j.state == "pending" else "-",
                      j.sop_instance_uid, j.rule, (status + (j.last_error or ""))[:80] or "-"))
-    _table(rows)
+    print_table(rows)
     if len(jobs) == args.limit:
         print(f"(first {args.limit} jobs; use --limit or a filter to see others)")
     return 0

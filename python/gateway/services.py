@@ -95,8 +95,15 @@ class ServiceRegistry:
         return table
 
     def find(self, config: Any, operation: str, abstract_syntax: str) -> Service | None:
+        """Who handles a request: an SCP service of the SOP class; else, for the
+        requests an SCU receives (an N-EVENT-REPORT from a Storage Commitment
+        SCP, PS3.4 J.3.3), a service registered with role "scu"."""
         for service in self.scp_table(config).get(abstract_syntax, ()):
             if operation in service.operations():
+                return service
+        for service in self.services.values():
+            if (service.role == "scu" and operation in service.operations()
+                    and abstract_syntax in service.resolve_sop_classes(config)):
                 return service
         return None
 

@@ -20,11 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.locate import key_lines, line_of
-from gateway.config.models import Document, GatewayConfig, Remote
+from gateway.config.models import DESTINATION_SPEC, Document, GatewayConfig, Remote
 from gateway.routing.rules import RouteRule
-
-# A destination written inline in a rule: AET@host:port
-_DESTINATION_SPEC = re.compile(r"^[^@\\]{1,16}@[^:@\s]+:\d{1,5}$")
 
 log = logging.getLogger("gateway.config")
 
@@ -264,7 +261,7 @@ def load_config(directory: Path | str | None = None, overrides: dict[str, Any] |
                 issues.extend(_issues_from(exc, f, RouteRule, prefix=("rule", i)))
                 continue
             for j, dest in enumerate(rule.forward):
-                if dest.lower() not in remote_names and not _DESTINATION_SPEC.match(dest):
+                if dest.lower() not in remote_names and not DESTINATION_SPEC.match(dest):
                     known = ", ".join(sorted(extra["remotes"])) or "none configured"
                     issues.append(ConfigIssue(f.rel, line_of(f.lines, ("rule", i, "forward")) or line,
                                               f"rule[{i}].forward[{j}]",

@@ -42,6 +42,10 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(ge=0)]
 
 
+#: A destination written inline instead of a remote's name: ``AET@host:port``.
+DESTINATION_SPEC = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>\d{1,5})$")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -185,6 +189,12 @@ class GatewayConfig(_Model):
         if self.node.database_url:
             return self.node.database_url
         return "sqlite:///" + str((Path(self.node.data_dir) / "index.db").resolve())
+
+    def remote(self, name: str) -> tuple[str, Remote] | None:
+        """The remote ``name`` refers to, and its configured name; names ignore case
+        (the loader refuses two remotes that differ only in case)."""
+        wanted = name.strip().lower()
+        return next(((n, r) for n, r in self.remotes.items() if n.lower() == wanted), None)
 
     def calling_ae_title_for(self, remote: str) -> str:
         """The calling AE title we use towards ``remote`` (its own setting, else the node's)."""

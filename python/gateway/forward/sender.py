@@ -388,12 +388,9 @@ def _schema_pending(url: str, index: Any = None) -> str | None:
 
 
 def _remote(config: Any, destination: str) -> Any:
-    """The remote a destination names (case-insensitive, like resolve_destination), or None."""
-    remote = config.remotes.get(destination)
-    if remote is None:
-        wanted = destination.strip().lower()
-        remote = next((r for n, r in config.remotes.items() if n.lower() == wanted), None)
-    return remote
+    """The remote a destination names, or None (an AET@host:port destination)."""
+    found = config.remote(destination)
+    return found[1] if found is not None else None
 
 
 def _notify_each(host: Any, hook: str, **kwargs: Any) -> None:
@@ -435,6 +432,10 @@ class DestinationWorker(threading.Thread):
         self._claimed: list[int] = []
         self._grant: str | None = None  # the breaker's permission for the next open
         self._failures = 0
+        # The batch in hand: its attempt limit, and its sent jobs not yet recorded done.
+        self._max_attempts = 1
+        self._done: list[tuple[int, int]] = []
+        self._done_recorded = 0.0
 
     # ---- the loop ------------------------------------------------------------------
 
@@ -510,91 +511,92 @@ class DestinationWorker(threading.Thread):
 
     def _send_batch(self, jobs: list[Job]) -> bool:
         """Send a claimed batch; returns False when no association could be opened."""
-        from gateway.net.storescu import Outgoing, resolve_destination
+        from gateway.net.storescu import resolve_destination
 
-        svc = self.service
-        queue = svc.queue
-        assert queue is not None
-        config = svc.config
-        fw = config.forwarding
+        config = self.service.config
         remote = _remote(config, self.destination)
-        max_attempts = remote.max_attempts if remote is not None and remote.max_attempts else fw.max_attempts
-
-        def fail(job: Job, error: str, *, status: int | None = None, retry: bool = True) -> None:
-            state = queue.fail(job.id, error=error, status=status, retry=retry, max_attempts=max_attempts,
-                               backoff_initial=fw.backoff_initial, backoff_max=fw.backoff_max)
-            self._claimed.remove(job.id)
-            METRICS.inc("gateway_forward_failures_total", destination=self.destination, outcome=state)
-            level = logging.ERROR if state in ("dead", "failed") else logging.WARNING
-            log.log(level, "forward failed" + (" (dead-lettered)" if state == "dead" else ""), extra={
-                "destination": self.destination, "job": job.id, "sop_instance_uid": job.sop_instance_uid,
-                "state": state, "attempts_max": max_attempts,
-                "status": f"0x{status:04X}" if status is not None else None, "error": error})
-
+        self._max_attempts = remote.max_attempts if remote is not None and remote.max_attempts \
+            else config.forwarding.max_attempts
         try:
             dest = resolve_destination(self.destination, config)
         except LookupError as exc:
             # Retried with backoff: a remotes/*.toml being edited heals on the next reload.
             for job in jobs:
-                fail(job, f"unknown destination: {exc}")
+                self._fail(job, f"unknown destination: {exc}")
             return True
+        pending = self._outgoing(jobs)
+        sent: list[tuple[str, str, str]] = []
+        try:
+            return self._send_items(dest, pending, sent)
+        finally:
+            self._record_done()
+            self._commit(dest, sent)
 
-        # Each job's file, from the index: the object as stored now (an overwrite, STO-6, is sent new).
-        # An index that fails here ends the worker; the batch goes back uncharged.
+    def _outgoing(self, jobs: list[Job]) -> list[tuple[Job, Any]]:
+        """Each job's file, from the index: the object as stored now (an overwrite,
+        STO-6, is sent new). Jobs whose object is gone fail for good. An index that
+        fails here ends the worker; the batch goes back uncharged."""
+        from gateway.net.storescu import Outgoing
+
+        svc = self.service
         found = svc.index.find_instances([job.sop_instance_uid for job in jobs])
         pending: list[tuple[Job, Any]] = []
         for job in jobs:
             stored = found.get(job.sop_instance_uid)
             if stored is None or stored.file is None:
-                fail(job, f"instance {job.sop_instance_uid} is no longer in the index", retry=False)
+                self._fail(job, f"instance {job.sop_instance_uid} is no longer in the index", retry=False)
                 continue
             try:
                 path = svc.storage_path(stored.file)
             except LookupError as exc:
-                fail(job, str(exc), retry=False)
+                self._fail(job, str(exc), retry=False)
                 continue
             if not path.is_file():
-                fail(job, f"stored file {path} is missing", retry=False)
+                self._fail(job, f"stored file {path} is missing", retry=False)
                 continue
             pending.append((job, Outgoing(path, stored.sop_class_uid, stored.sop_instance_uid,
                                           stored.file.transfer_syntax_uid, key=job.id,
                                           preferred_syntax=job.options.get("syntax"))))
+        return pending
 
-        sent: list[tuple[str, str, str]] = []
-        # Sent jobs are marked done a group at a time (one commit, one fsync, for
-        # up to DONE_GROUP objects or DONE_DELAY seconds): see docs/forwarding.md
-        # for what a crash in between means (at-least-once).
-        done: list[tuple[int, int]] = []
+    def _fail(self, job: Job, error: str, *, status: int | None = None, retry: bool = True) -> None:
+        fw = self.service.config.forwarding
+        state = self.service.queue.fail(job.id, error=error, status=status, retry=retry,
+                                        max_attempts=self._max_attempts, backoff_initial=fw.backoff_initial,
+                                        backoff_max=fw.backoff_max)
+        self._claimed.remove(job.id)
+        METRICS.inc("gateway_forward_failures_total", destination=self.destination, outcome=state)
+        level = logging.ERROR if state in ("dead", "failed") else logging.WARNING
+        log.log(level, "forward failed" + (" (dead-lettered)" if state == "dead" else ""), extra={
+            "destination": self.destination, "job": job.id, "sop_instance_uid": job.sop_instance_uid,
+            "state": state, "attempts_max": self._max_attempts,
+            "status": f"0x{status:04X}" if status is not None else None, "error": error})
 
-        def flush() -> None:
-            by_status: dict[int, list[int]] = {}
-            for job_id, status in done:
-                by_status.setdefault(status, []).append(job_id)
-            for status, ids in by_status.items():
-                queue.complete(ids, status)
-                for job_id in ids:
-                    self._claimed.remove(job_id)
-            done.clear()
+    def _record_done(self) -> None:
+        """Mark the sent jobs done: one commit (one fsync) for a group of up to
+        DONE_GROUP objects or DONE_DELAY seconds of sending; docs/forwarding.md
+        says what a crash before it means (at-least-once)."""
+        by_status: dict[int, list[int]] = {}
+        for job_id, status in self._done:
+            by_status.setdefault(status, []).append(job_id)
+        for status, ids in by_status.items():
+            self.service.queue.complete(ids, status)
+            for job_id in ids:
+                self._claimed.remove(job_id)
+        self._done = []
+        self._done_recorded = time.monotonic()
 
-        try:
-            return self._send_items(dest, pending, sent, done, flush, fail)
-        finally:
-            flush()
-            self._commit(dest, sent)
-
-    def _send_items(self, dest: Any, pending: list[tuple[Job, Any]], sent: list[tuple[str, str, str]],
-                    done: list[tuple[int, int]], flush: Any, fail: Any) -> bool:
+    def _send_items(self, dest: Any, pending: list[tuple[Job, Any]], sent: list[tuple[str, str, str]]) -> bool:
         svc = self.service
         queue = svc.queue
         assert queue is not None
         fw = svc.config.forwarding
         fresh = False
-        last_extend = time.monotonic()
-        last_flush = time.monotonic()
+        last_extend = self._done_recorded = time.monotonic()
         while pending and not svc.stopping.is_set():  # stopping: the rest is given back untried
-            if done and (len(done) >= DONE_GROUP or time.monotonic() - last_flush >= DONE_DELAY):
-                flush()
-                last_flush = time.monotonic()
+            if self._done and (len(self._done) >= DONE_GROUP
+                               or time.monotonic() - self._done_recorded >= DONE_DELAY):
+                self._record_done()
             if time.monotonic() - last_extend > fw.lease / 3:
                 queue.extend(self._claimed, svc.claimant, fw.lease)  # a long batch keeps its lease
                 last_extend = time.monotonic()
@@ -604,7 +606,7 @@ class DestinationWorker(threading.Thread):
             if self.assoc is not None and not self.assoc.covers(item):
                 if fresh:
                     # Cannot happen with <128 contexts per object; never loop on it.
-                    fail(job, "no presentation context could be proposed for this object", retry=False)
+                    self._fail(job, "no presentation context could be proposed for this object", retry=False)
                     pending.pop(0)
                     continue
                 self._close()  # it needs contexts this association did not propose
@@ -617,14 +619,14 @@ class DestinationWorker(threading.Thread):
                     # Tried while the circuit was closed: each job had its try.
                     error = self.breaker.last_error or "association failed"
                     for j, _ in pending:
-                        fail(j, error)
+                        self._fail(j, error)
                 # "probe-failed" / "skipped": the circuit is open; jobs are not charged
                 return False
             fresh = False
             result = self.assoc.send(item)
             pending.pop(0)
             if result.state == "done":
-                done.append((job.id, result.status or 0))
+                self._done.append((job.id, result.status or 0))
                 METRICS.inc("gateway_forward_sent_total", destination=self.destination)
                 if result.status:  # SND-5: a warning counts as sent, and is logged
                     log.warning("forwarded with a warning", extra={
@@ -634,8 +636,8 @@ class DestinationWorker(threading.Thread):
                 sent.extend((sc, si, job.study_instance_uid)
                             for sc, si in (result.sent or [(job.sop_class_uid, job.sop_instance_uid)]))
                 continue
-            fail(job, result.error or "C-STORE failed", status=result.status,
-                 retry=result.retryable or result.refused)
+            self._fail(job, result.error or "C-STORE failed", status=result.status,
+                       retry=result.retryable or result.refused)
             if result.refused:
                 # SND-5: Refused ends the association; the rest of the batch goes back to the queue.
                 self._close()

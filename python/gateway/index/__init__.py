@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.index.attrs import InstanceAttrs, UnreadableDataset, extract_attributes, normalize_pn
     from gateway.index.store import (FileRecord, Index, IndexUnavailable, PatientNode, SeriesNode,
                                      StoredInstance, StudyNode, Transaction, alembic_config,
-                                     wildcard_to_like)
+                                     shared_index, wildcard_to_like)
 
 # Loaded on first use (PEP 562): SQLAlchemy and pydicom cost a third of a
 # second, and every CLI command imports this package to build its parser.
@@ -30,12 +30,13 @@ _EXPORTS = {
     **dict.fromkeys(("InstanceAttrs", "UnreadableDataset", "extract_attributes", "normalize_pn"),
                     "gateway.index.attrs"),
     **dict.fromkeys(("FileRecord", "Index", "IndexUnavailable", "PatientNode", "SeriesNode", "StoredInstance",
-                     "StudyNode", "Transaction", "alembic_config", "wildcard_to_like"), "gateway.index.store"),
+                     "StudyNode", "Transaction", "alembic_config", "wildcard_to_like", "shared_index"),
+                    "gateway.index.store"),
 }
 
 __all__ = ["Index", "Transaction", "InstanceAttrs", "FileRecord", "StoredInstance", "IndexUnavailable",
            "UnreadableDataset", "AttributeError_", "extract_attributes", "normalize_pn",
-           "PatientNode", "StudyNode", "SeriesNode", "alembic_config", "wildcard_to_like"]
+           "PatientNode", "StudyNode", "SeriesNode", "alembic_config", "shared_index", "wildcard_to_like"]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.index import schema as S
 from gateway.index.attrs import InstanceAttrs, normalize_pn
 
-__all__ = ["Index", "IndexUnavailable", "FileRecord", "StoredInstance", "PatientNode", "StudyNode",
+__all__ = ["Index", "shared_index", "IndexUnavailable", "FileRecord", "StoredInstance", "PatientNode", "StudyNode",
            "SeriesNode", "alembic_config", "wildcard_to_like"]
 
 log = logging.getLogger("gateway.index")
@@ -446,6 +447,23 @@ class Index:
             if check_size and size != r.size:
                 out.append(_stored_from_row(r))
         return out
+
+
+_shared: dict[tuple[str, float, int], Index] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_index(url: str, *, busy_timeout: float = 10.0, lock_retries: int = 5) -> Index:
+    """This process's :class:`Index` for ``url`` with these lock settings, opened
+    (and migrated) on first use and shared by every service that asks the same."""
+    key = (url, busy_timeout, lock_retries)
+    index = _shared.get(key)
+    if index is None:
+        with _shared_lock:
+            index = _shared.get(key)
+            if index is None:
+                index = _shared[key] = Index(url, busy_timeout=busy_timeout, lock_retries=lock_retries)
+    return index
 
 
 _STATEMENTS: dict[tuple, Any] = {}

@@ -89,22 +89,11 @@ def new_transaction_uid() -> str:
     return str(generate_uid(prefix=f"{root}.3."))
 
 
-_indexes: dict[str, Any] = {}
-_indexes_lock = threading.Lock()
-
-
 def index_for(config: Any) -> Any:
-    """This process's index for commitment bookkeeping (one per database URL)."""
-    from gateway.index import Index
+    """This process's index for commitment bookkeeping."""
+    from gateway.index import shared_index
 
-    url = config.effective_database_url()
-    index = _indexes.get(url)
-    if index is None:
-        with _indexes_lock:
-            index = _indexes.get(url)
-            if index is None:
-                index = _indexes[url] = Index(url)
-    return index
+    return shared_index(config.effective_database_url())
 
 
 def _store(index: Any) -> Any:

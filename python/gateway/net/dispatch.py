@@ -67,28 +67,13 @@ def _to_wire(answer: Any) -> int | Dataset:
     return int(answer)
 
 
-def _find_service(runtime: Any, operation: str, abstract_syntax: str) -> Any:
-    """The SCP service for the request; else, for requests the SOP class's SCU
-    receives (an N-EVENT-REPORT from a Storage Commitment SCP, PS3.4 J.3.3), a
-    service registered with role "scu" that implements the operation."""
-    registry = runtime.plugins.services
-    service = registry.find(runtime.config, operation, abstract_syntax)
-    if service is not None:
-        return service
-    for candidate in registry.services.values():
-        if (candidate.role == "scu" and operation in candidate.operations()
-                and abstract_syntax in candidate.resolve_sop_classes(runtime.config)):
-            return candidate
-    return None
-
-
 def dispatch(event: Any, operation: str, request: Any) -> int | Dataset:
     assoc = event.assoc
     runtime = assoc.gw_runtime
     started = time.perf_counter()
     assoc.gw_busy = True
     try:
-        service = _find_service(runtime, operation, request.context.abstract_syntax)
+        service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
         if service is None:
             log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
             return Status.SOP_CLASS_NOT_SUPPORTED

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import struct
 import tempfile
@@ -41,6 +40,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 
 from gateway import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.config.models import DESTINATION_SPEC
 from gateway.net.scu import AssociationFailed, describe_rejection
 from gateway.net.selftest import requestor_fast_path
 from gateway.status import category
@@ -61,7 +61,6 @@ VERIFICATION = "1.2.840.10008.1.1"
 #: SND-3 association states, as shown to operators.
 CONNECTING, ACTIVE, COMPLETED, FAILED = "CONNECTING", "ACTIVE", "COMPLETED", "FAILED"
 
-_SPEC = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -123,10 +122,10 @@ def resolve_destination(spec: str, config: Any) -> Destination:
     """A configured remote's name (case-insensitive) or 'AET@host:port'; LookupError with a helpful message otherwise."""
     remotes = dict(getattr(config, "remotes", {}) or {}) if config is not None else {}
     wanted = spec.strip()
-    for name, remote in remotes.items():
-        if name.lower() == wanted.lower():
-            return Destination.from_remote(name, remote, config)
-    m = _SPEC.match(wanted)
+    found = config.remote(wanted) if config is not None else None
+    if found is not None:
+        return Destination.from_remote(found[0], found[1], config)
+    m = DESTINATION_SPEC.match(wanted)
     if m:
         port = int(m["port"])
         aet = m["aet"].strip()
