@@ -47,7 +47,7 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     try:
         results = echo(peer, repeat=args.repeat)
     except AssociationFailed as exc:
-        print(f"C-ECHO {args.aet} -> {args.aec}@{args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"C-ECHO from {args.aet}: {exc}", file=sys.stderr)
         return 2 if exc.kind == "rejected" else 3
     worst = 0
     for r in results:

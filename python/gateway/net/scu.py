@@ -1,15 +1,11 @@
-"""SCU associations the gateway opens: verification now, sending later."""
+"""Verification SCU (VER-2) and what every SCU association shares: how a
+rejection or failure is described."""
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-
-from pynetdicom import AE
-
-from gateway import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -48,32 +44,15 @@ class Peer:
     max_pdu: int = 16384
 
 
-def associate(peer: Peer, contexts: list[tuple[str, list[str]]],
-              implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
-              implementation_version_name: str = IMPLEMENTATION_VERSION_NAME) -> Any:
-    ae = AE(ae_title=peer.calling_ae)
-    ae.acse_timeout = peer.timeout
-    ae.dimse_timeout = peer.timeout
-    ae.network_timeout = peer.timeout
-    ae.connection_timeout = peer.timeout
-    ae.maximum_pdu_size = peer.max_pdu
-    ae.implementation_class_uid = implementation_class_uid
-    ae.implementation_version_name = implementation_version_name
-    for sop_class, syntaxes in contexts:
-        ae.add_requested_context(sop_class, syntaxes)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.called_ae)
-    if assoc.is_established:
-        sock = assoc.dul.socket.socket if assoc.dul.socket else None
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return assoc
-    if assoc.is_rejected:
-        rj = assoc.acceptor.primitive
-        raise AssociationFailed("rejected", "association rejected: " + describe_rejection(
-            int(rj.result), int(rj.result_source), int(rj.diagnostic)))
-    if assoc.is_aborted:
-        raise AssociationFailed("aborted", "association aborted by the peer")
-    raise AssociationFailed("unreachable", f"no association with {peer.host}:{peer.port} (connection failed or timed out)")
+def associate(peer: Peer, contexts: list[tuple[str, list[str]]], config: Any = None) -> Any:
+    """An established association with ``peer`` (see gateway.net.storescu.open_association,
+    which every association the gateway requests goes through)."""
+    from gateway.net.storescu import Destination, open_association
+
+    dest = Destination(name=f"{peer.called_ae}@{peer.host}:{peer.port}", ae_title=peer.called_ae,
+                       host=peer.host, port=peer.port, calling_ae_title=peer.calling_ae, max_pdu=peer.max_pdu,
+                       association_timeout=peer.timeout, dimse_timeout=peer.timeout)
+    return open_association(dest, contexts, config)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -115,7 +116,8 @@ class Destination:
         return Conversions(self.multiframe_sc_to_single, self.color_sc)
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+        address = f"{self.ae_title}@{self.host}:{self.port}"
+        return address if self.name == address else f"{self.name} ({address})"
 
 
 def resolve_destination(spec: str, config: Any) -> Destination:
@@ -369,7 +371,6 @@ class StoreAssociation:
         self._lock = threading.Lock()
         self._plans: dict[Path, _Plan] = {}
         self.transform: Callable[[Any, Destination], None] | None = None
-        self.sent = 0
         # SOP class -> accepted transfer syntax -> context id
         self._accepted: dict[str, dict[str, int]] = {}
         self._proposed: dict[str, list[str]] = {}
@@ -576,7 +577,6 @@ class StoreAssociation:
                 comments.append(f"warning 0x{code:04X}" + (f": {comment}" if comment else ""))
             if cat in ("Success", "Warning"):
                 sent.append((sop_class, sop_instance))
-                self.sent += 1
                 continue
             text = f"C-STORE status 0x{code:04X} ({cat})" + (f": {comment}" if comment else "")
             if is_refused(code):
@@ -766,14 +766,8 @@ class _Scratch:
 
     def remove(self) -> None:
         if self._path is not None:
-            _rmtree(str(self._path))
+            shutil.rmtree(self._path, ignore_errors=True)
             self._path = None
-
-
-def _rmtree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
