@@ -277,43 +277,31 @@ class ForwardQueue:
         instances received), for the ``gateway_series_complete`` event.
         """
         now = now or _now()
-        done: list[tuple[str, str, int]] = []
-        # The sender calls this every poll: look first, so an idle gateway does not
-        # take the write lock the storage service needs twice a second.
+        completable = sa.and_(A.c.completed_at.is_(None), sa.or_(
+            A.c.association_ended.is_(True), A.c.last_received_at <= now - timedelta(seconds=quiet_time)))
+        # The sender calls this every poll: decide in a read, so the write lock the
+        # storage service needs is taken only when something is due.
         with self.index._connect(write=False) as conn:
-            work = conn.execute(sa.select(sa.or_(
-                sa.exists().where(A.c.completed_at.is_(None), sa.or_(
-                    A.c.association_ended.is_(True),
-                    A.c.last_received_at <= now - timedelta(seconds=quiet_time))),
-                sa.exists().where(J.c.state == "waiting")))).scalar()
-        if not work:
-            return done
-        with self.index._connect(write=True) as conn:
-            rows = conn.execute(sa.select(A).where(A.c.completed_at.is_(None), sa.or_(
-                A.c.association_ended.is_(True),
-                A.c.last_received_at <= now - timedelta(seconds=quiet_time)))).all()
-            for r in rows:
-                conn.execute(sa.update(A).where(A.c.id == r.id).values(completed_at=now))
-                done.append((r.series_instance_uid, r.study_instance_uid, r.instances_received))
-            # Waiting jobs: each asks for its own condition (route option).
+            series_ids = conn.execute(sa.select(A.c.id).where(completable)).scalars().all()
             waiting = conn.execute(sa.select(J.c.id, J.c.complete_after, A.c.last_received_at,
                                              A.c.association_ended)
                                    .join(A, A.c.series_instance_uid == J.c.series_instance_uid, isouter=True)
                                    .where(J.c.state == "waiting")).all()
-            ready = []
-            for w in waiting:
-                if w.last_received_at is None:  # no activity row: nothing more will arrive for it
-                    ready.append(w.id)
-                elif w.complete_after == ON_ASSOCIATION_END:
-                    if w.association_ended:
-                        ready.append(w.id)
-                else:
-                    quiet = quiet_time if w.complete_after is None else w.complete_after
-                    if w.last_received_at <= now - timedelta(seconds=quiet):
-                        ready.append(w.id)
+        ready = [w.id for w in waiting if _series_ready(w, quiet_time, now)]
+        done: list[tuple[str, str, int]] = []
+        if not series_ids and not ready:
+            return done
+        with self.index._connect(write=True) as conn:
+            for chunk in range(0, len(series_ids), 500):
+                # `completable` again: an arrival since the read reopened the series.
+                rows = conn.execute(sa.update(A).where(A.c.id.in_(series_ids[chunk:chunk + 500]), completable)
+                                    .values(completed_at=now)
+                                    .returning(A.c.series_instance_uid, A.c.study_instance_uid,
+                                               A.c.instances_received)).all()
+                done += [(r.series_instance_uid, r.study_instance_uid, r.instances_received) for r in rows]
             for chunk in range(0, len(ready), 500):
-                conn.execute(sa.update(J).where(J.c.id.in_(ready[chunk:chunk + 500])).values(
-                    state="pending", next_attempt_at=now, updated_at=now))
+                conn.execute(sa.update(J).where(J.c.id.in_(ready[chunk:chunk + 500]), J.c.state == "waiting")
+                             .values(state="pending", next_attempt_at=now, updated_at=now))
         return done
 
     # ---- operators (dicom-gateway queue) -------------------------------------------
@@ -357,6 +345,16 @@ class ForwardQueue:
             cond.append(J.c.destination == destination)
         with self.index._connect(write=True) as conn:
             return conn.execute(sa.delete(J).where(*cond)).rowcount
+
+
+def _series_ready(w: Any, quiet_time: float, now: datetime) -> bool:
+    """Whether a waiting job's series meets the completeness its rule asked for."""
+    if w.last_received_at is None:  # no activity row: nothing more will arrive for it
+        return True
+    if w.complete_after == ON_ASSOCIATION_END:
+        return bool(w.association_ended)
+    quiet = quiet_time if w.complete_after is None else w.complete_after
+    return w.last_received_at <= now - timedelta(seconds=quiet)
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
