@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 
-from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, free_port, wait_port, write_config, write_cts
+from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, missing_component, free_port, wait_port, write_config, write_cts
 from gateway.config import load_config
 from gateway.index import FileRecord, Index, extract_attributes
 from gateway.index import schema as S
@@ -113,7 +113,7 @@ def orthanc(tmp_path: Path, gateway_port: int):
     """Orthanc on loopback as a Storage Commitment SCP that knows our AE (it
     sends its N-EVENT-REPORT on a new association to our listener)."""
     if not ORTHANC.exists():
-        pytest.skip("Orthanc not installed (scripts/test.sh installs it)")
+        missing_component("Orthanc not installed (scripts/test.sh installs it)")
     dicom_port, http_port = free_port(), free_port()
     root = tmp_path / "orthanc"
     root.mkdir()

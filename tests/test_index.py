@@ -168,7 +168,7 @@ def test_corpus_indexed_as_manifest_says(db_url, corpus_small):
     assert ls_command(idx, {"patient_id": "GWT*"}, out=out) == 0
     text = out.getvalue()
     assert "Müller^Jürgen" in text and "佐藤^花子" in text and "MRT Schädel nativ" in text
-    assert "ANCHOR" not in text and text.rstrip().endswith("2 patients, 2 studies")
+    assert "ANCHOR" not in text and text.rstrip().endswith(f"2 patients, 2 studies in {idx.location}")
     idx.close()
 
 
@@ -494,7 +494,7 @@ def test_ls_command_options_and_errors(tmp_path, capsys):
     assert "DOE^JOHN" in out.getvalue() and "Ganzkörper" in out.getvalue() and "1 instance " in out.getvalue()
     out = io.StringIO()
     assert ls_command(idx, parser.parse_args(["--modality", "CT"]), out=out) == 0
-    assert out.getvalue() == "0 patients, 0 studies\n"
+    assert out.getvalue() == f"0 patients, 0 studies in {tmp_path / 'index.db'}\n"
     (tmp_path / "junk.db").write_bytes(b"junk" * 1000)
     assert ls_command(str(tmp_path / "junk.db"), None, out=io.StringIO()) == 2
     assert "index database" in capsys.readouterr().err

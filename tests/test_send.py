@@ -25,7 +25,7 @@ import pytest
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from conftest import dcmtk, free_port, wait_port, write_config
+from conftest import dcmtk, free_port, missing_component, wait_port, write_config
 from gateway.net.scu import AssociationFailed
 from gateway.net.storescu import (ACTIVE, COMPLETED, CONNECTING, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE,
                                   Destination, Outgoing, StoreAssociation, resolve_destination, send_items)
@@ -435,7 +435,7 @@ def test_orthanc_destination(tmp_path, corpus_small):
     """SND-3 against Orthanc: a whole CT + PT set on one association, all stored."""
     orthanc = Path("/usr/sbin/Orthanc")
     if not orthanc.exists():
-        pytest.skip("Orthanc not installed")
+        missing_component("Orthanc not installed (scripts/test.sh installs it)")
     dicom_port, http_port = free_port(), free_port()
     storage = tmp_path / "orthanc"
     storage.mkdir()
@@ -476,8 +476,9 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_cli_send_folder_reports_each_object(storescp, corpus_small, tmp_path):
-    """SND-3 for operators: `dicom-gateway send` a folder to a configured remote whose peer rejects MR:
-    a line per object (In Progress / Done / Failed), the association states, exit 1 because of MR."""
+    """SND-3 for operators: `dicom-gateway send -v` a folder to a configured remote whose peer rejects MR:
+    a line per object (In Progress / Done / Failed), the association states, exit 1 because of MR;
+    without -v only the failures get a line; the summary counts objects, not attempts."""
     scp = storescp("NoMR")
     cfg = write_config(tmp_path / "cfg", f'[node]\nae_title = "GW_SEND"\ndata_dir = "{tmp_path / "data"}"\n',
                        **{"remotes/archive.toml": f'ae_title = "{scp.aet}"\nhost = "127.0.0.1"\nport = {scp.port}\n'})
@@ -485,16 +486,33 @@ def test_cli_send_folder_reports_each_object(storescp, corpus_small, tmp_path):
     shutil.copytree(corpus_small / "explicit-le" / "CT", src / "CT")
     shutil.copytree(corpus_small / "explicit-le" / "MR", src / "MR")
     (src / "README.txt").write_text("not DICOM")
-    run = _cli("send", "archive", str(src), "--config", str(cfg))
+    run = _cli("send", "archive", str(src), "--config", str(cfg), "-v")
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == f"association CONNECTING {scp.aet}@127.0.0.1:{scp.port}"
     assert sum(l.startswith("In Progress") for l in lines) == 4  # SND-4: MR never started
     assert sum(l.startswith("Done") for l in lines) == 4
     assert sum(l.startswith("Failed") and "MR Image Storage" in l for l in lines) == 4
-    assert lines[-1].startswith("association COMPLETED")
-    assert "skipped 1 file(s)" in run.stderr and "4 failed" in run.stderr
+    assert lines[-4].startswith("association COMPLETED")
+    assert "skipped 1 file that is not DICOM Part 10" in run.stderr
+    assert _summary(run.stdout) == {"destination": "archive", "objects": "8", "sent": "4", "with warning": "0",
+                                    "failed": "4"}
     assert len(scp.received()) == 4
+
+    quiet = _cli("send", "archive", str(src / "MR"), str(src / "CT"), "--config", str(cfg))
+    assert quiet.returncode == 1, quiet.stdout + quiet.stderr
+    per_object = [l for l in quiet.stdout.splitlines()[:-3]]
+    assert len(per_object) == 4 and all(l.startswith("Failed") for l in per_object), quiet.stdout
+    assert _summary(quiet.stdout)["sent"] == "4" and _summary(quiet.stdout)["failed"] == "4"
+
+
+def _summary(stdout: str) -> dict[str, str]:
+    """The summary table `send` ends with: header, dashes, one row (columns split on 2+ spaces)."""
+    import re
+
+    header, _dashes, row = stdout.splitlines()[-3:]
+    return {k: v for k, v in zip(re.split(r"\s{2,}", header), re.split(r"\s{2,}", row))
+            if k in ("destination", "objects", "sent", "with warning", "failed")}
 
 
 def test_cli_send_study_from_the_index(storescp, corpus_small, tmp_path):
@@ -509,12 +527,17 @@ def test_cli_send_study_from_the_index(storescp, corpus_small, tmp_path):
     run = _cli("send", f"{scp.aet}@127.0.0.1:{scp.port}", "--series", str(pt.SeriesInstanceUID),
                "--config", str(cfg))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("Done ") == 4 and "Explicit VR Big Endian" in run.stdout
+    assert "Done" not in run.stdout and _summary(run.stdout)["sent"] == "4"
+    verbose = _cli("send", f"{scp.aet}@127.0.0.1:{scp.port}", "--series", str(pt.SeriesInstanceUID),
+                   "--config", str(cfg), "--verbose")
+    assert verbose.stdout.count("Done ") == 4 and "Explicit VR Big Endian" in verbose.stdout
     assert {_dump_syntax(p) for p in scp.received()} == {"BigEndianExplicit"}
     study = _cli("send", f"{scp.aet}@127.0.0.1:{scp.port}", "--study", str(pt.StudyInstanceUID),
                  "--config", str(cfg), "-q")
     assert study.returncode == 0, study.stdout + study.stderr
-    assert "Done" not in study.stdout and "done, 0 failed" in study.stderr
+    assert "Done" not in study.stdout and _summary(study.stdout) == {
+        "destination": f"{scp.aet}@127.0.0.1:{scp.port}", "objects": "8", "sent": "8", "with warning": "0",
+        "failed": "0"}
 
 
 def test_cli_usage_errors(tmp_path, corpus_small):
@@ -527,7 +550,7 @@ def test_cli_usage_errors(tmp_path, corpus_small):
         (["A@127.0.0.1:104"], "give either PATH"),
         (["A@127.0.0.1:104", some, "--study", "1.2.3"], "give either PATH"),
         (["A@127.0.0.1:104", str(tmp_path / "nope")], "no such file or folder"),
-        (["A@127.0.0.1:104", "--study", "1.2.3.4"], "not in the index"),
+        (["A@127.0.0.1:104", "--study", "1.2.3.4"], "no index at"),  # a read never creates an index
     ]
     for args, message in cases:
         run = _cli("send", *args, "--config", str(cfg))

@@ -272,7 +272,7 @@ def test_convert_cli_folder(corpus_small, tmp_path):
     out = subprocess.run([sys.executable, "-m", "gateway.cli", "convert", str(corpus_small / "implicit" / "CT"),
                           str(tmp_path / "be"), "--syntax", "explicit-be"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "convert: 4 done, 0 failed" in out.stderr
+    assert "convert: 4 converted, 0 failed of 4" in out.stderr
     from test_storage import dataset_part
 
     converted = sorted((tmp_path / "be").rglob("*.dcm"))

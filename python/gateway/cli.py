@@ -72,6 +72,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         rows.append((name, "-", "-", "(disabled by config)", "-"))
     for name, why in sorted(host.failed.items()):
         rows.append((name, "-", "-", f"(failed: {why})", "-"))
+    from gateway.terminal import print_table
+
     print_table(rows)
     return 0
 
@@ -88,7 +90,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     try:
         total = len(plan_conversions(args.inputs, Path(args.output)))
-        bar = Progress(total, "convert")
+        bar = Progress(total, "convert", verb="converted")
         summary = convert_paths(args.inputs, args.output, args.syntax,
                                 progress=lambda src, dst, err: bar.step(str(src), failed=err is not None))
     except (TranscodeError, OSError) as exc:
@@ -112,12 +114,18 @@ def _load(args: argparse.Namespace):
         raise SystemExit(2)
 
 
-def _open_index(config: Any, command: str) -> Any:
-    """The config's index, or exit 2 saying why it cannot be opened."""
+def _open_index(config: Any, command: str, read_only: bool = False) -> Any:
+    """The config's index, or exit 2 saying why it cannot be opened. A command
+    that only reads (``read_only``) never creates one: it exits 1 saying where it looked."""
     from gateway.index import Index, IndexUnavailable
+    from gateway.index.store import index_missing
 
+    url = config.effective_database_url()
+    if read_only and (why := index_missing(url)):
+        print(f"dicom-gateway {command}: {why} (give --data-dir or --config)", file=sys.stderr)
+        raise SystemExit(1)
     try:
-        return Index(config.effective_database_url())
+        return Index(url)
     except IndexUnavailable as exc:
         print(f"dicom-gateway {command}: index unavailable: {exc}", file=sys.stderr)
         raise SystemExit(2)
@@ -126,7 +134,7 @@ def _open_index(config: Any, command: str) -> Any:
 def _cmd_ls(args: argparse.Namespace) -> int:
     from gateway.index.cli import ls_command
 
-    return ls_command(_open_index(_load(args), "ls"), args)
+    return ls_command(_open_index(_load(args), "ls", read_only=True), args)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -182,16 +190,6 @@ def _cmd_version(args: argparse.Namespace) -> int:
     print(f"dicom-gateway {__version__}\n  rust extension {rust}\n"
           f"  pynetdicom {pynetdicom.__version__}\n  pydicom {pydicom.__version__}")
     return 0
-
-
-def print_table(rows: list[tuple[Any, ...]], out: Any = None) -> None:
-    """Rows as aligned columns, the first row a header underlined with dashes."""
-    out = out or sys.stdout
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
-        if n == 0:
-            print("  ".join("-" * w for w in widths), file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from gateway.cli import print_table
+from gateway.terminal import print_table
 
 __all__ = ["add_commit_parser", "commit_ls", "COMMIT_EXAMPLES"]
 
@@ -48,7 +48,7 @@ def _cmd_commit_ls(args: argparse.Namespace) -> int:
     from gateway.index import IndexUnavailable
 
     config = _load(args)
-    index = _open_index(config, "commit ls")
+    index = _open_index(config, "commit ls", read_only=True)
     try:
         return commit_ls(index, config, args)
     except IndexUnavailable as exc:

@@ -146,7 +146,7 @@ def import_command(paths: list[str], runtime: Any) -> int:
 
     from gateway.progress import Progress
 
-    bar = Progress(len(candidates(paths)), "import")
+    bar = Progress(len(candidates(paths)), "import", verb="imported")
     summary = import_paths(paths, runtime, progress=lambda p, err: bar.step(str(p), failed=err is not None))
     bar.close()
     print(f"imported {len(summary.imported)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}")

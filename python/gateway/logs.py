@@ -60,6 +60,14 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _MigrationsOnly(logging.Filter):
+    """Of Alembic's INFO lines keep the schema changes ("Running upgrade 0001 -> 0002");
+    its plugin set-up and dialect notes are noise in every process that opens the index."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.getMessage().startswith(("Running upgrade", "Running downgrade"))
+
+
 def setup(level: str = "INFO", fmt: str = "json", stream=None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -69,3 +77,6 @@ def setup(level: str = "INFO", fmt: str = "json", stream=None) -> None:
     root.setLevel(level.upper())
     # pynetdicom logs every PDU at INFO/DEBUG; keep it to warnings unless asked.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    for name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+        alembic_log = logging.getLogger(name)
+        alembic_log.filters[:] = [] if root.level <= logging.DEBUG else [_MigrationsOnly()]

@@ -8,11 +8,16 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 30) -> None:
+    """Counts objects, not attempts: ``step`` once per object with its outcome;
+    ``close`` prints "LABEL: N <verb>, M failed of T in S s"."""
+
+    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 30,
+                 verb: str = "done") -> None:
         self.total = max(total, 0)
         self.label = label
         self.stream = stream or sys.stderr
         self.width = width
+        self.verb = verb
         self.done = 0
         self.failed = 0
         self.started = time.monotonic()
@@ -31,9 +36,18 @@ class Progress:
             self.stream.write(f"\r{self.label} [{bar:<{self.width}}] {self.done}/{self.total}{extra} {item[-40:]:<40}")
             self.stream.flush()
 
-    def close(self) -> None:
+    @property
+    def ok(self) -> int:
+        return self.done - self.failed
+
+    def close(self, summary: bool = True) -> None:
+        """End the bar; ``summary=False`` when the caller prints a summary of its own."""
         if self._tty:
             self.stream.write("\n")
+        if not summary:
+            self.stream.flush()
+            return
         elapsed = time.monotonic() - self.started
-        self.stream.write(f"{self.label}: {self.done} done, {self.failed} failed in {elapsed:.1f} s\n")
+        self.stream.write(f"{self.label}: {self.ok} {self.verb}, {self.failed} failed of {self.total} "
+                          f"in {elapsed:.1f} s\n")
         self.stream.flush()

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from gateway.cli import print_table
+from gateway.terminal import print_table
 from gateway.index.job_states import STATES
 
 QUEUE_EXAMPLES = """examples:
@@ -67,12 +67,12 @@ def add_queue_parser(sub: Any, common: Any) -> None:
     q.set_defaults(func=_cmd_drop)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+def _open(args: argparse.Namespace, read_only: bool = False) -> tuple[Any, Any]:
     from gateway.cli import _load, _open_index
     from gateway.index.queue import ForwardQueue
 
     config = _load(args)
-    return config, ForwardQueue(_open_index(config, "queue"))
+    return config, ForwardQueue(_open_index(config, "queue", read_only=read_only))
 
 
 def _when(value: datetime | None) -> str:
@@ -82,7 +82,7 @@ def _when(value: datetime | None) -> str:
 def _cmd_ls(args: argparse.Namespace) -> int:
     from gateway.forward import read_state
 
-    config, queue = _open(args)
+    config, queue = _open(args, read_only=True)
     if args.summary:
         state = read_state(config.node.data_dir)
         breakers = (state or {}).get("breakers", {})

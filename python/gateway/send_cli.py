@@ -4,7 +4,9 @@ DEST is a configured remote's name (remotes/<name>.toml, with its timers and
 SND-7 options) or ``AET@host:port``. Objects come from files and folders
 (recursive) or from the gateway's own archive through the index. Each object
 is reported In Progress / Done / Failed and each association CONNECTING /
-ACTIVE / COMPLETED / FAILED (SND-3); a progress bar runs on stderr.
+ACTIVE / COMPLETED / FAILED (SND-3) with ``-v``; by default only failures get
+a line (as DCMTK's storescu prints nothing per object), a progress bar runs on
+stderr, and a summary counts objects, not attempts.
 
 Exit status: 0 all sent, 1 any object failed, 2 usage or configuration error.
 """
@@ -12,15 +14,19 @@ Exit status: 0 all sent, 1 any object failed, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from gateway.terminal import plural
 
 EPILOG = """examples:
   dicom-gateway send pacs /media/export/CT                 # a configured remote, a folder (recursive)
   dicom-gateway send PACS@10.0.0.5:104 IM0001.dcm IM0002.dcm
   dicom-gateway send pacs --study 1.2.840.113619.2.55.3.1234 --config /etc/dicom-gateway
-  dicom-gateway send pacs --series 1.2.840.113619.2.55.3.1234.1
+  dicom-gateway send pacs --series 1.2.840.113619.2.55.3.1234.1 -v   # a line per object and association state
 
 exit status: 0 all objects sent, 1 some failed, 2 usage or configuration error
 """
@@ -43,7 +49,9 @@ def add_send_parser(sub: Any) -> argparse.ArgumentParser:
                    help="send every stored instance of this series (repeatable)")
     p.add_argument("--config", metavar="DIR", help="config directory (default: embedded defaults)")
     p.add_argument("--data-dir", help="data directory (default from config)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no line per object; only failures and the summary")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="a line per object (In Progress / Done / Failed) and per association state")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no failure lines; only the summary")
     p.set_defaults(func=send_command)
     return p
 
@@ -113,6 +121,10 @@ def collect_from_index(config: Any, studies: list[str], series: list[str]) -> li
     from gateway.net.storescu import Outgoing
     from gateway.plugins import HookError, load_host
 
+    from gateway.index.store import index_missing
+
+    if why := index_missing(config.effective_database_url()):
+        raise UsageError(why)
     host = load_host(config.disabled_plugins, config.plugins.modules)
     try:
         index = Index(config.effective_database_url())
@@ -159,16 +171,20 @@ def collect_from_index(config: Any, studies: list[str], series: list[str]) -> li
 # ---- reporting ------------------------------------------------------------------------
 
 class _Reporter:
-    """SND-3: a line per object state and per association state; the progress bar on stderr."""
+    """SND-3 for people: object and association states (``-v``), failures, the
+    progress bar on stderr, and a summary of objects (not attempts)."""
 
-    def __init__(self, dest: Any, total: int, quiet: bool, out: TextIO) -> None:
+    def __init__(self, dest: Any, total: int, verbose: bool, quiet: bool, out: TextIO) -> None:
         from gateway.progress import Progress
 
         self.dest = dest
-        self.quiet = quiet
+        self.verbose, self.quiet = verbose, quiet
         self.out = out
-        self.bar = Progress(total, f"send to {dest.name}")
-        self.failed = 0
+        self.bar = Progress(total, f"send to {dest.name}", stream=io.StringIO() if quiet else None)
+        self.total = total
+        self.sent = self.warned = self.failed = 0
+        self.bytes = 0
+        self.started = time.monotonic()
 
     def _label(self, item: Any) -> str:
         return str(item.key if item.key is not None else item.sop_instance_uid)
@@ -180,12 +196,18 @@ class _Reporter:
         self.out.flush()
 
     def state(self, s: str) -> None:
-        if not self.quiet:
+        if self.verbose:
             self._line(f"association {s} {self.dest.ae_title}@{self.dest.host}:{self.dest.port}")
 
     def start(self, item: Any) -> None:
-        if not self.quiet:
+        if self.verbose:
             self._line(f"In Progress  {self._label(item)}")
+
+    def unsendable(self, path: Path, why: str) -> None:
+        self.failed += 1
+        if not self.quiet:
+            self._line(f"Failed       {path}  {why}")
+        self.bar.step(str(path), failed=True)
 
     def result(self, r: Any) -> None:
         from pydicom.uid import UID
@@ -194,16 +216,35 @@ class _Reporter:
 
         syntax = UID(r.syntax).name if r.syntax else ""
         if r.ok:
-            status = f"{category(r.status)} 0x{r.status:04X}" if r.status is not None else "Success"
-            if not self.quiet:
+            self.sent += 1
+            try:
+                self.bytes += r.item.path.stat().st_size
+            except OSError:
+                pass
+            cat = category(r.status) if r.status is not None else "Success"
+            self.warned += cat == "Warning"
+            if self.verbose:
+                status = f"{cat} 0x{r.status:04X}" if r.status is not None else "Success"
                 extra = f", {len(r.sent)} objects after conversion" if len(r.sent) > 1 else ""
                 warned = f"  {r.error}" if r.error else ""
                 self._line(f"Done         {self._label(r.item)}  ({status}, {syntax}{extra}){warned}")
         else:
             self.failed += 1
-            status = f"0x{r.status:04X} " if r.status is not None else ""
-            self._line(f"Failed       {self._label(r.item)}  {status}{r.error}")
+            if not self.quiet:
+                status = f"0x{r.status:04X} " if r.status is not None else ""
+                self._line(f"Failed       {self._label(r.item)}  {status}{r.error}")
         self.bar.step(self._label(r.item), failed=not r.ok)
+
+    def summary(self) -> None:
+        """One row per destination: objects counted once each, whatever the attempts."""
+        from gateway.terminal import print_table
+
+        self.bar.close(summary=False)
+        seconds = time.monotonic() - self.started
+        mb = self.bytes / 1e6
+        print_table([("destination", "objects", "sent", "with warning", "failed", "MB", "seconds", "MB/s"),
+                     (self.dest.name, self.total, self.sent, self.warned, self.failed, f"{mb:.1f}",
+                      f"{seconds:.1f}", f"{mb / seconds:.1f}" if seconds > 0 else "-")], self.out)
 
 
 def send_command(args: argparse.Namespace) -> int:
@@ -236,15 +277,14 @@ def send_command(args: argparse.Namespace) -> int:
         print(f"dicom-gateway send: {exc}", file=sys.stderr)
         return 2
     if skipped:
-        print(f"skipped {skipped} file(s) that are not DICOM Part 10", file=sys.stderr)
+        print(f"skipped {plural(skipped, 'file')} that {'is' if skipped == 1 else 'are'} not DICOM Part 10",
+              file=sys.stderr)
     if not items and not bad:
         print("dicom-gateway send: nothing to send (no DICOM Part 10 files found)", file=sys.stderr)
         return 2
-    rep = _Reporter(dest, len(items) + len(bad), args.quiet, sys.stdout)
+    rep = _Reporter(dest, len(items) + len(bad), args.verbose, args.quiet, sys.stdout)
     for path, why in bad:
-        rep.failed += 1
-        rep._line(f"Failed       {path}  {why}")
-        rep.bar.step(str(path), failed=True)
+        rep.unsendable(path, why)
     if items:
         from gateway.outgoing import outgoing_transform
         from gateway.plugins import load_host
@@ -252,7 +292,7 @@ def send_command(args: argparse.Namespace) -> int:
         transform = outgoing_transform(load_host(config.disabled_plugins, config.plugins.modules), config)
         send_items(dest, items, config, on_result=rep.result, on_state=rep.state, on_start=rep.start,
                    transform=transform)
-    rep.bar.close()
+    rep.summary()
     return 1 if rep.failed else 0
 
 

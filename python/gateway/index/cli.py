@@ -16,6 +16,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from gateway.terminal import plural
+
 if TYPE_CHECKING:
     from gateway.index.store import Index, PatientNode
 
@@ -62,20 +64,21 @@ def format_tree(patients: list[PatientNode]) -> list[str]:
             f"sex {p.sex}" if p.sex else "") if x)
         n = len(p.studies)
         lines.append(f"{_v(p.patient_id, '(no ID)')}  {_v(p.patient_name, '(no name)')}"
-                     f"{f'  ({extra})' if extra else ''}  {n} stud{'y' if n == 1 else 'ies'}")
+                     f"{f'  ({extra})' if extra else ''}  {plural(n, 'study')}")
         for si, st in enumerate(p.studies):
             last_study = si == len(p.studies) - 1
             lead, cont = ("└─ ", "   ") if last_study else ("├─ ", "│  ")
             lines.append(
                 f"{lead}{_v(st.study_date)} {_v(st.study_time)[:6]}  {_v(st.accession_number)}  "
                 f"{_v(st.study_description, '(no description)')}  [{' '.join(st.modalities)}]  "
-                f"{st.number_of_series} series, {st.number_of_instances} instances  {st.study_instance_uid}")
+                f"{plural(st.number_of_series, 'series')}, {plural(st.number_of_instances, 'instance')}  "
+                f"{st.study_instance_uid}")
             for ri, se in enumerate(st.series):
                 branch = "└─ " if ri == len(st.series) - 1 else "├─ "
                 lines.append(
                     f"{cont}{branch}#{_v(se.series_number)}  {_v(se.modality)}  "
                     f"{_v(se.series_description, '(no description)')}  {_v(se.series_date)}  "
-                    f"{se.number_of_instances} instance{'' if se.number_of_instances == 1 else 's'}  "
+                    f"{plural(se.number_of_instances, 'instance')}  "
                     f"{se.series_instance_uid}")
     return lines
 
@@ -94,6 +97,5 @@ def ls_command(index: Index | str, filters: Mapping[str, Any] | argparse.Namespa
     for line in format_tree(patients):
         out.write(line + "\n")
     n_studies = sum(len(p.studies) for p in patients)
-    out.write(f"{len(patients)} patient{'' if len(patients) == 1 else 's'}, "
-              f"{n_studies} stud{'y' if n_studies == 1 else 'ies'}\n")
+    out.write(f"{plural(len(patients), 'patient')}, {plural(n_studies, 'study')} in {idx.location}\n")
     return 0

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.index import schema as S
 from gateway.index.attrs import InstanceAttrs, normalize_pn
 
-__all__ = ["Index", "shared_index", "IndexUnavailable", "FileRecord", "StoredInstance", "PatientNode", "StudyNode",
+__all__ = ["Index", "shared_index", "IndexUnavailable", "index_missing", "sqlite_file", "FileRecord", "StoredInstance", "PatientNode", "StudyNode",
            "SeriesNode", "alembic_config", "wildcard_to_like"]
 
 log = logging.getLogger("gateway.index")
@@ -176,6 +176,23 @@ def _date_match(column: sa.ColumnElement, value: str) -> sa.ColumnElement[bool]:
     return column == value
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite://`` index URL; None for other databases and ``:memory:``."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def index_missing(url: str) -> str | None:
+    """Why a read-only command finds nothing to read at ``url``, or None when there is
+    an index to open: the commands that only read must not create one."""
+    path = sqlite_file(url)
+    if path is None or path.exists():
+        return None
+    return f"no index at {path}: nothing has been stored with the data directory {path.parent}"
+
+
 def alembic_config(url: str):
     """The Alembic configuration of the index, built in code (no alembic.ini)."""
     from alembic.config import Config
@@ -251,6 +268,12 @@ class Index:
 
     def __str__(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def location(self) -> str:
+        """Where the index is, for people: the SQLite file, or the URL without its password."""
+        path = sqlite_file(self.url)
+        return str(path) if path is not None else str(self)
 
     def _sqlite_engine(self, parsed: sa.URL) -> Engine:
         engine = sa.create_engine(parsed, connect_args={"timeout": self.busy_timeout})
