@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 DCMTK = Path("/usr/bin")
 
@@ -42,10 +41,23 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
 
 
+# scripts/test.sh installs every optional peer (DCMTK, Orthanc, PostgreSQL, psycopg) and
+# sets this, so that there a missing one fails the test instead of skipping it quietly.
+REQUIRE_PEERS = os.environ.get("DICOM_GATEWAY_REQUIRE_PEERS") == "1"
+
+
+def missing_component(why: str) -> None:
+    """Skip for a missing optional system component, naming it; a failure where
+    scripts/test.sh promised to install it (DICOM_GATEWAY_REQUIRE_PEERS=1)."""
+    if REQUIRE_PEERS:
+        pytest.fail(f"{why} — scripts/test.sh installs it, so here its absence is a failure", pytrace=False)
+    pytest.skip(why)
+
+
 def dcmtk(tool: str) -> str:
     path = DCMTK / tool
     if not path.exists():
-        pytest.skip(f"DCMTK {tool} not installed (scripts/test.sh installs it)")
+        missing_component(f"DCMTK {tool} not installed (scripts/test.sh installs it)")
     return str(path)
 
 
@@ -214,20 +226,17 @@ def gateway_process(tmp_path):
         gp.stop()
 
 
-# ---- transcode: the shared corpus (tests/test_transcode.py) ----
-CORPUS_GENERATOR = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "make_corpus.py"
-
+# ---- the project's test corpus (gateway.testing.corpus) ----
 
 @pytest.fixture(scope="session")
 def corpus_small(tmp_path_factory) -> Path:
-    """The shared corpus, small profile, all three syntaxes: OUT/{implicit,explicit-le,explicit-be}/TYPE/*.dcm."""
-    if not CORPUS_GENERATOR.exists():
-        pytest.skip(f"corpus generator not found at {CORPUS_GENERATOR}")
+    """The project's test corpus (gateway.testing.corpus), small profile, all three syntaxes:
+    OUT/{implicit,explicit-le,explicit-be}/TYPE/*.dcm and OUT/manifest.json. Generated here, in
+    every checkout: tests never skip for want of test data."""
+    from gateway.testing.corpus import generate
+
     out = tmp_path_factory.mktemp("corpus_small")
-    subprocess.run(
-        [sys.executable, str(CORPUS_GENERATOR), "--out", str(out), "--profile", "small", "--syntax", "all"],
-        check=True, capture_output=True,
-    )
+    generate(out, profile="small", syntax="all")
     return out
 
 
@@ -248,11 +257,11 @@ def pg_server():
     """Base URL of a PostgreSQL cluster made with initdb/pg_ctl in a temp dir (fsync off)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not installed: apt-get install -y postgresql")
+        missing_component("PostgreSQL binaries (initdb, pg_ctl) not installed: apt-get install -y postgresql")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip('psycopg not installed: pip install "psycopg[binary]"')
+        missing_component('psycopg not installed: pip install "psycopg[binary]"')
     base = Path(tempfile.mkdtemp(prefix="gw-index-pg-"))
     kw: dict = {"capture_output": True, "text": True, "cwd": base}
     if os.geteuid() == 0:  # initdb refuses to run as root
