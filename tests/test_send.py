@@ -254,8 +254,13 @@ class ScriptedSCP:
             self.ae.add_supported_context(uid, [EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE, *extra_syntaxes])
         self.ae.add_supported_context(Verification)
         self.port = free_port()
-        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        # How each association ended, in order: ("released" | "aborted" | "closed", association id).
+        self.ended: list[tuple[str, int]] = []
+        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, lambda e: self._ended("released", e)),
+            (evt.EVT_ABORTED, lambda e: self._ended("aborted", e)),
+            (evt.EVT_CONN_CLOSE, lambda e: self._ended("closed", e))])
 
     def _on_store(self, event):
         uid = str(event.request.AffectedSOPInstanceUID)
@@ -263,6 +268,17 @@ class ScriptedSCP:
         with self.lock:
             self.received.append((uid, id(event.assoc)))
         return self.statuses.get(uid, 0x0000)
+
+    def _ended(self, how: str, event) -> None:
+        with self.lock:
+            self.ended.append((how, id(event.assoc)))
+
+    def wait_ended(self, n: int, timeout: float = 10.0) -> list[tuple[str, int]]:
+        """The first ``n`` association endings, waiting for them."""
+        deadline = time.monotonic() + timeout
+        while len(self.ended) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.ended[:n]
 
     def dest(self, **kw) -> Destination:
         return Destination(name="scripted", ae_title="SCRIPTED", host="127.0.0.1", port=self.port,
@@ -307,11 +323,24 @@ def test_refused_ends_the_association(scripted, corpus_small):
     nothing more reaches the peer."""
     items = _items(corpus_small, "explicit-le", "PT")
     scp = scripted(statuses={items[1].sop_instance_uid: 0xA700})
-    results = send_items(scp.dest(), items, None)
+    # When send_items reports the association FAILED, the peer must already have seen it
+    # end with an A-RELEASE: not left open for a caller's clean-up (the sender's) or the
+    # garbage collector to close when send_items returns.
+    seen_at_failed: list[list[tuple[str, int]]] = []
+    states: list[str] = []
+
+    def on_state(s: str) -> None:
+        states.append(s)
+        if s == "FAILED":
+            seen_at_failed.append(scp.wait_ended(1, timeout=5.0))
+
+    results = send_items(scp.dest(), items, None, on_state=on_state)
     assert [r.state for r in results] == ["done", "failed", "failed", "failed"]
     assert results[1].refused and results[1].status == 0xA700
     assert all(r.retryable and "refused an earlier object" in r.error for r in results[2:])
     assert [uid for uid, _ in scp.received] == [i.sop_instance_uid for i in items[:2]]
+    assert states == ["CONNECTING", "ACTIVE", "FAILED"]
+    assert seen_at_failed == [[("released", scp.received[0][1])]]
 
 
 def test_dimse_timeout_aborts_and_fails_the_object(scripted, corpus_small):
