@@ -1,6 +1,6 @@
-"""The index (gateway.index): the shared corpus indexed in every syntax, overwrite (STO-6),
-delete, latest demographics (QRS-7), DAT-3 charsets, DAT-4 patients, concurrent writers,
-and the same on PostgreSQL when its binaries are installed."""
+"""The index (gateway.index): the project's test corpus (gateway.testing.corpus) indexed in
+every syntax, overwrite (STO-6), delete, latest demographics (QRS-7), DAT-3 charsets, DAT-4
+patients, concurrent writers, and the same on PostgreSQL when its binaries are installed."""
 
 from __future__ import annotations
 

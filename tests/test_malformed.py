@@ -177,9 +177,28 @@ def test_garbage_after_valid_pdu(gw):
 
 
 def test_many_bad_peers_do_not_starve_good_ones(gw):
-    bad = [connect(gw.port) for _ in range(20)]
-    for s in bad:
+    """While 20 peers stall half-way through an A-ASSOCIATE-RQ (connections held open,
+    each waiting for its ARTIM timer) and 20 more send garbage, a good peer is served
+    at once, again and again; every garbage peer gets its answer and the stalled ones
+    are still connected while that happens (so they really were competing)."""
+    stalled = [connect(gw.port) for _ in range(20)]
+    for s in stalled:
+        s.sendall(associate_rq()[:20])  # a header promising more bytes than ever come
+    garbage = [connect(gw.port) for _ in range(20)]
+    for s in garbage:
         s.sendall(b"\xff" * 10)
-    still_serving(gw.port)
-    for s in bad:
+    for _ in range(5):
+        still_serving(gw.port)
+    for s in garbage:
+        answer = read_pdu(s)
+        # A-ASSOCIATE-RJ (1,2,1) or A-ABORT, or just closed (pynetdicom's loop)
+        assert answer == b"" or answer[0] in (0x03, 0x07), answer[:10].hex()
+        s.close()
+    for s in stalled:
+        s.settimeout(0)
+        try:
+            data = s.recv(1)
+        except BlockingIOError:
+            data = None  # nothing to read: still open, as it should be
+        assert data is None, "a stalled peer was dropped before its ARTIM timer"
         s.close()

@@ -1,5 +1,5 @@
 """Import server (STO-1..STO-11, DAT-1..DAT-4) against real senders:
-DCMTK storescu/dcmsend and pynetdicom, with the shared corpus."""
+DCMTK storescu/dcmsend and pynetdicom, with the project's test corpus (gateway.testing.corpus)."""
 
 from __future__ import annotations
 
@@ -399,10 +399,20 @@ def test_accept_any_storage_sop_class(inprocess_gateway, tmp_path):
 
 
 def test_private_dictionary_module_is_current():
-    """python/gateway/private_dict.py is generated from the seeds; regenerate after changing either."""
+    """python/gateway/private_dict.py is generated from seed 003's text by scripts/gen_private_dict.py;
+    regenerate it after changing either. The seed text is not part of the repository: where it is
+    absent this check cannot run, and the skip says so."""
+    import glob
+    import runpy
     import sys
 
     from conftest import REPO
 
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_private_dict.py"), "--check"], capture_output=True)
-    assert out.returncode == 0, "run: python scripts/gen_private_dict.py"
+    script = REPO / "scripts" / "gen_private_dict.py"
+    seed = runpy.run_path(str(script))["SEED"]  # where the script itself looks
+    if not glob.glob(str(seed)):
+        pytest.skip(f"seed text is not part of the repository: looked for {seed}, not found, "
+                    "so the private-dictionary staleness check did not run")
+    out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, (f"python/gateway/private_dict.py is not what {seed} gives "
+                                 f"({out.stderr.strip() or 'stale'}); regenerate it with: {sys.executable} {script}")

@@ -1,9 +1,10 @@
-"""Transfer-syntax engine (rust/dataset) through gateway.transcode, on the shared corpus.
+"""Transfer-syntax engine (rust/dataset) through gateway.transcode, on the project's
+test corpus (gateway.testing.corpus).
 
 (a) Every corpus file converted to every other syntax is byte-identical (dataset
     and File Meta apart from the Implementation identity) to the corpus file of
-    the target syntax. The corpus README's exceptions are exceptions for
-    dcmconv, not for us: our dictionary knows the Philips and GENIE private VRs
+    the target syntax. The differences the corpus documents (gateway.testing.corpus)
+    are dcmconv's, not ours: our dictionary knows the Philips and GENIE private VRs
     (DAT-1), implicit 8-bit pixel data becomes OB (as in the corpus), and Curve
     Data is swapped by (50xx,0103). So there are no exceptions here.
 (b) Round trip src -> dst -> src is byte-identical for the whole file.
