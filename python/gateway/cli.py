@@ -291,8 +291,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one command. When the reader of stdout goes away (``dicom-gateway queue ls
+    | head``) the command ends quietly with status 141, as a program killed by
+    SIGPIPE does in a shell (128 + 13; what ``set -o pipefail`` sees from
+    ``seq 100000 | head -1`` too), not with a BrokenPipeError traceback."""
+    import os
+    import select
+
+    try:
+        try:
+            args = build_parser().parse_args(argv)  # --help prints, then SystemExit(0)
+            return int(args.func(args) or 0)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
+    except BrokenPipeError:
+        try:
+            fd = sys.stdout.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            closed = any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+        except (AttributeError, OSError, ValueError):
+            closed = False
+        if not closed:
+            raise  # a broken connection to a peer, not our reader: report it as before
+        # Python docs (signal, "Note on SIGPIPE"): point stdout at devnull so the
+        # flush at interpreter exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        return 141
 
 
 if __name__ == "__main__":

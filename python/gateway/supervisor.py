@@ -4,7 +4,14 @@ Workers are forked (they inherit the loaded plugins' code, not sockets) and
 each binds every listener with SO_REUSEPORT. One more forked process runs the
 sender workers of the forward queue (gateway.forward), so a slow peer or a
 long transcode never competes with receiving. A process that dies is
-replaced; SIGTERM/SIGINT is passed on so each finishes in-flight operations.
+replaced; SIGTERM/SIGINT is passed on so each finishes in-flight operations;
+a supervisor that is killed takes its children with it (PR_SET_PDEATHSIG).
+
+Before anything else the supervisor locks the data directory
+(``<data_dir>/run/gateway.pid``) and checks that no other process listens on
+its DICOM ports or its operator HTTP port (gateway.runlock); either taken, it
+prints one line saying by whom and how out, and ``serve`` exits 2 (as for an
+invalid configuration: nothing was started).
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from gateway import metrics
+from gateway import metrics, runlock
 from gateway.net.server import Counter
 from gateway.worker import Worker
 
@@ -29,11 +37,28 @@ _ctx = multiprocessing.get_context("fork")
 
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_HTTP_HINT = "choose another one with [http] port in gateway.toml, or turn it off with [http] enabled = false"
+
+
+def _child_setup() -> None:
+    """In a forked child: start with empty metrics (not a copy of the supervisor's,
+    which it would publish again), and get SIGTERM when the supervisor dies, so
+    no orphan keeps a port and the data-directory lock."""
+    metrics.METRICS.reset()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if runlock.SUPERVISOR_PID is not None and os.getppid() != runlock.SUPERVISOR_PID:
+        raise SystemExit(0)  # it died before the line above
 
 
 def _worker_main(config: Any, config_dir: Path | None, overrides: dict, shared: Any, index: int, ready: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the worker installs its own once serving
+    _child_setup()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _fork (below)
     try:
         worker = Worker(config, config_dir, overrides, Counter(shared), index).start()
@@ -49,6 +74,7 @@ def _sender_main(config: Any, config_dir: Path | None, overrides: dict) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+    _child_setup()
     if config_dir is not None:
         # A restarted sender starts from the directory as it is now, not from
         # the config the supervisor loaded at start-up.
@@ -120,8 +146,33 @@ class Supervisor:
         self.sender_started = time.monotonic()
 
     def run(self) -> int:
+        """Serve until SIGTERM/SIGINT: 0; 2 when the data directory or a port is
+        taken by another process; 3 when a worker cannot start."""
+        try:
+            lock = runlock.DataDirLock(self.config.node.data_dir).acquire()
+        except runlock.InUse as exc:
+            print(f"dicom-gateway: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return self._run()
+        except runlock.InUse as exc:
+            print(f"dicom-gateway: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            lock.release()
+
+    def _check_ports(self) -> None:
+        for n, l in enumerate(self.config.listeners):
+            hint = "choose another port: " + ("--port N or " if n == 0 else "") + "[[listeners]] port in gateway.toml"
+            runlock.check_port(l.bind, l.port, "port", hint)
+        if self.config.http.enabled:
+            runlock.check_port(self.config.http.bind, self.config.http.port, "operator HTTP port", _HTTP_HINT)
+
+    def _run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+        self._check_ports()
+        runlock.SUPERVISOR_PID = os.getpid()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.run_dir.glob("metrics-*.json"):
             stale.unlink()
@@ -136,11 +187,15 @@ class Supervisor:
                     log.error("worker failed to start", extra={"worker": index, "error": error})
                 self._terminate()
                 return 3 if error else 0
+        try:
+            http = self._start_http()
+        except runlock.InUse:
+            self._terminate()
+            raise
         log.info("gateway ready", extra={
             "workers": n, "ports": [l.port for l in self.config.listeners],
             "ae_titles": sorted(self.config.all_ae_titles()), "pid": os.getpid()})
         self._spawn_sender()
-        http = self._start_http()
         while not self.stopping.wait(0.5):
             for index, p in list(self.procs.items()):
                 if not p.is_alive():
@@ -206,9 +261,10 @@ class Supervisor:
         try:
             server = ThreadingHTTPServer((cfg.bind, cfg.port), Handler)
         except OSError as exc:
-            log.warning("operator HTTP port not available; continuing without it",
-                        extra={"bind": cfg.bind, "port": cfg.port, "error": str(exc)})
-            return None
+            # Taken since _check_ports, or refused for another reason: a start-up error too.
+            runlock.check_port(cfg.bind, cfg.port, "operator HTTP port", _HTTP_HINT)
+            raise runlock.InUse(f"operator HTTP port {cfg.port} (bind {cfg.bind}) cannot be opened: {exc}; "
+                                f"{_HTTP_HINT}") from exc
         threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
         log.info("operator HTTP listening", extra={"bind": cfg.bind, "port": server.server_address[1]})
         return server

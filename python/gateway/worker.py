@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway import runlock
 from gateway.metrics import METRICS
 from gateway.net.server import Counter, Listeners
 from gateway.runtime import PluginConfigError, Runtime, build_runtime
@@ -49,7 +50,7 @@ class Worker:
             self.receive_override = path
             self.runtime = _with_receive_path(self.runtime, path)
         self.listeners.provision(self.runtime.config)
-        METRICS.set("gateway_config_generation", self.runtime.generation)
+        self._set_generation(self.runtime.generation)
         if self.config_dir is not None:
             from gateway.config.reload import ConfigWatcher
 
@@ -106,17 +107,32 @@ class Worker:
                 new = build_runtime(config, generation=old.generation + 1)
                 if self.receive_override:
                     new = _with_receive_path(new, self.receive_override)
+                self._check_new_ports(config)
                 self.listeners.provision(config)  # new ports open before the swap
             except (PluginConfigError, OSError) as exc:
                 return self._on_config_error(exc)
             self.runtime = new  # atomic swap: new associations get the new runtime
             self.listeners.retire(config)  # running associations keep the old one
         self.last_reload_error = None
+        # Per-config metrics: every worker records them alike; /metrics shows them
+        # once (gateway.metrics.PER_CONFIG).
         METRICS.inc("gateway_config_reloads_total", result="success")
-        METRICS.set("gateway_config_generation", new.generation)
         METRICS.set("gateway_config_last_reload_success_timestamp_seconds", time.time())
+        self._set_generation(new.generation)
         log.info("config reloaded", extra={"generation": new.generation, "digest": config.digest[:12],
                                            "seconds": round(time.perf_counter() - started, 4)})
+
+    def _set_generation(self, generation: int) -> None:
+        METRICS.set("gateway_config_generation", generation)
+        METRICS.set("gateway_worker_config_generation", generation, worker=self.index)
+
+    def _check_new_ports(self, config: Any) -> None:
+        """SO_REUSEPORT would let a new listener share a port another program (or
+        another gateway) already serves: refuse the config instead (runlock.InUse)."""
+        for l in config.listeners:
+            if (l.bind, l.port) not in self.listeners.servers:
+                runlock.check_port(l.bind, l.port, "listener port", "choose another [[listeners]] port",
+                                   reload=True)
 
     def _on_config_error(self, exc: Exception) -> None:
         self.last_reload_error = str(exc)
