@@ -249,6 +249,7 @@ class ScriptedSCP:
         self.default_delay = default_delay
         self.received: list[tuple[str, int]] = []  # (sop instance uid, association id)
         self.lock = threading.Lock()
+        self._stopping = threading.Event()
         self.ae = AE(ae_title="SCRIPTED")
         for uid in ALL_CLASSES + ["1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.481.3"]:
             self.ae.add_supported_context(uid, [EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE, *extra_syntaxes])
@@ -264,7 +265,7 @@ class ScriptedSCP:
 
     def _on_store(self, event):
         uid = str(event.request.AffectedSOPInstanceUID)
-        time.sleep(self.delays.get(uid, self.default_delay))
+        self._stopping.wait(self.delays.get(uid, self.default_delay))  # cut short by stop()
         with self.lock:
             self.received.append((uid, id(event.assoc)))
         return self.statuses.get(uid, 0x0000)
@@ -285,6 +286,7 @@ class ScriptedSCP:
                            calling_ae_title="DICOM_GATEWAY", **kw)
 
     def stop(self) -> None:
+        self._stopping.set()
         self.server.shutdown()
 
 
@@ -347,10 +349,10 @@ def test_dimse_timeout_aborts_and_fails_the_object(scripted, corpus_small):
     """SND-6: no C-STORE-RSP within the DIMSE timeout aborts the association and fails that
     object (retryable); the rest go on a new association."""
     items = _items(corpus_small, "explicit-le", "MR")[:3]
-    scp = scripted(delays={items[0].sop_instance_uid: 3.0})
+    scp = scripted(delays={items[0].sop_instance_uid: 30.0})  # answers only when the test ends
     started = time.monotonic()
     results = send_items(scp.dest(dimse_timeout=0.7), items, None)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 20  # generous: waiting for the answer would take 30 s
     assert [r.state for r in results] == ["failed", "done", "done"]
     assert results[0].retryable and "DIMSE timeout" in results[0].error
 
