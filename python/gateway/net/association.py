@@ -23,6 +23,39 @@ _ids = itertools.count(1)
 DRAIN_QUIET_S = 0.5
 
 
+# Primitives our side hands the DUL (PS3.8 table 9-10: Evt7 accept, Evt8 reject,
+# Evt9 P-DATA, Evt11/Evt14 release, Evt15 abort).
+_LOCAL_PRIMITIVES = frozenset({"Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
+
+
+def _ignore_late_primitives(state_machine: Any) -> None:
+    """pynetdicom receive path: drop a local primitive that arrives in Sta13.
+
+    A peer that sends garbage right after its A-ASSOCIATE-RQ makes the DUL
+    abort (AA-8, to Sta13) while the acceptor is still deciding; its A-ASSOCIATE
+    response (Evt7) then meets Sta13, where PS3.8 defines no local events, and
+    stock pynetdicom raises InvalidEventError in the reactor thread, which dies
+    and leaves the connection open with no timer running. The association is
+    already aborted, so the primitive is dropped and the association told so:
+    its reactor ends (and frees its slot) instead of serving a dead link; the
+    DUL goes on to close the connection as Sta13 prescribes (peer close or ARTIM).
+    """
+    do_action = state_machine.do_action
+
+    def guarded(event: str) -> None:
+        if event in _LOCAL_PRIMITIVES and state_machine.current_state == "Sta13":
+            log.info("peer aborted before our answer; association ended", extra={"event": event})
+            assoc = state_machine.dul.assoc
+            assoc.is_aborted = True
+            assoc.is_established = False
+            assoc._kill = True
+            assoc._reactor_checkpoint.set()
+            return
+        do_action(event)
+
+    state_machine.do_action = guarded
+
+
 class GatewayAssociation(FastAssociationMixin, Association):
     """pynetdicom's association plus the config generation it started on.
 
@@ -54,6 +87,8 @@ class GatewayAssociation(FastAssociationMixin, Association):
                     spool_threshold=node.spool_threshold,
                 )
             )
+        else:
+            _ignore_late_primitives(self.dul.state_machine)
 
     def _run_reactor(self) -> None:
         logs.bind_association(self.gw_id)
