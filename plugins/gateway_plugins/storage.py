@@ -12,7 +12,6 @@ Settings: ``plugins/storage.toml`` (see docs/configuration.md).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import threading
@@ -25,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway import dictionaries
 from gateway.hookspecs import hookimpl
-from gateway.index import (FileRecord, Index, IndexUnavailable, UnreadableDataset, extract_attributes,
-                           shared_index)
+from gateway.index import FileRecord, Index, IndexUnavailable, UnreadableDataset, shared_index
+from gateway.index.attrs import scan_instance
 from gateway.messages import DatasetPayload, Rejection, Response, RoutedInstance, StoreRequest
 from gateway.metrics import METRICS
 from gateway.routing import association_key, header_loader
@@ -171,30 +170,6 @@ def file_meta(sop_class: str, sop_instance: str, syntax: str, impl_uid: str, imp
     return b"\x00" * 128 + b"DICM" + group_length + body
 
 
-def _has_pixel_data(payload: DatasetPayload, syntax: str) -> bool:
-    """Whether (7FE0,0010) is present, reading headers only (values are skipped)."""
-    from pydicom.filereader import read_dataset
-
-    implicit, little = syntax == IMPLICIT_LE, syntax != EXPLICIT_BE
-    with payload.open() as fh:
-        read_dataset(fh, implicit, little, stop_when=lambda tag, vr, length: tag == 0x7FE00010, defer_size=256)
-        tag = fh.read(4)
-    if len(tag) < 4:
-        return False
-    return tag == (b"\xe0\x7f\x10\x00" if little else b"\x7f\xe0\x00\x10")
-
-
-def _digest(payload: DatasetPayload) -> str:
-    h = hashlib.sha256()
-    if payload.path is None:
-        h.update(payload.read())
-    else:
-        with payload.open() as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 _LOCK_STRIPES = 256
 
 
@@ -241,23 +216,23 @@ class StorageSCP:
                                                      "calling_ae": request.association.calling_ae})
             return Response(codes[condition], error_comment=why[:64])
 
-        # Header-only parse: the index attributes; pixel data is never decoded.
+        # One read of the payload (Rust): the index attributes from the header,
+        # whether Pixel Data is present (never decoded) and the SHA-256.
         try:
             source = payload.read() if payload.path is None else payload.path
-            attrs = extract_attributes(source, syntax)
+            scan = scan_instance(source, syntax)
         except UnreadableDataset as exc:
             return fail("cannot_understand", f"cannot parse dataset: {exc}")
+        attrs = scan.attrs
         if s.check_sop_class and (attrs.sop_class_uid != request.sop_class_uid
                                   or attrs.sop_instance_uid != uid
                                   or request.context.abstract_syntax != request.sop_class_uid):
             return fail("sop_class_mismatch", f"dataset SOP class/instance {attrs.sop_class_uid}/{attrs.sop_instance_uid} "
                                               f"does not match the request")
         if s.require_pixel_data and attrs.sop_class_uid in IMAGE_SOP_CLASSES:
-            try:
-                has_pixels = _has_pixel_data(payload, syntax)
-            except Exception as exc:  # pydicom on a broken stream
-                return fail("cannot_understand", f"cannot parse dataset: {exc}")
-            if not has_pixels:
+            if scan.pixel_data_error is not None:  # a broken stream after the header
+                return fail("cannot_understand", f"cannot parse dataset: {scan.pixel_data_error}")
+            if not scan.has_pixel_data:
                 return fail("no_pixel_data", "image object without Pixel Data (7FE0,0010)")
 
         # Routing (DESIGN §2): decided before the index transaction (rules and
@@ -272,7 +247,7 @@ class StorageSCP:
 
         backend = self.backends.create(s.backend, storage_root(config, s))
         rel = f"{attrs.study_instance_uid}/{attrs.series_instance_uid}/{uid}.dcm"
-        digest = _digest(payload)
+        digest = scan.sha256
         # One store of a SOP Instance at a time, across threads and worker
         # processes: the duplicate decision (STO-6), the file and the index row
         # must describe the same object when a peer resends on a new

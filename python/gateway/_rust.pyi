@@ -50,3 +50,15 @@ def transcode(
 def swap_bytes(buf: bytes, width: int) -> bytes: ...
 def swap_bytes_timed(buf: bytes, width: int, repeat: int) -> float: ...
 # ---- END transcode ----
+
+# ---- BEGIN scan (rust/py/src/scan.rs) ----
+class ScanError(ValueError): ...
+
+def scan_header(
+    src: bytes | bytearray | memoryview | str | _os.PathLike[str],
+    syntax: str,
+    tags: list[int],
+    *,
+    max_value: int = 1048576,
+) -> tuple[dict[int, tuple[str | None, bytes]], list[int], bool, str, str | None]: ...
+# ---- END scan ----

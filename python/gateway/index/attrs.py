@@ -9,29 +9,32 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Mapping
 
+from pydicom import config
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset, read_partial
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 from pydicom.values import convert_value
 
-__all__ = ["InstanceAttrs", "UnreadableDataset", "extract_attributes", "normalize_pn"]
+__all__ = ["InstanceAttrs", "Scan", "UnreadableDataset", "extract_attributes", "normalize_pn", "scan_instance"]
 
 
 class UnreadableDataset(ValueError):
     """The bytes are not a DICOM dataset we can index (the storage SCP answers C000/A730)."""
 
 
-# Values longer than this are not read into memory while parsing the header
-# (GENIE bulk data, curve data, big private blobs); none of the keys is that long.
-_DEFER_SIZE = 4096
+# Values of keys longer than this are not read by the Rust scan (bounded memory
+# on hostile input); such a key counts as malformed. pydicom's parse (used by
+# extract_attributes) skips every other element by seeking, whatever its size.
+_MAX_VALUE = 1 << 20
 
 # Nothing the index keeps lives after group 0054 (Image ID); stopping there skips
 # RT ROI sequences (3006), curves (50xx), overlays (60xx) and the pixel data.
@@ -85,6 +88,7 @@ _PN_KEYS = {"patient_name", "referring_physician_name"}
 _REQUIRED = ("sop_class_uid", "sop_instance_uid", "study_instance_uid", "series_instance_uid")
 _VRS = {key: dictionary_VR(tag) for key, (tag, _) in _KEYS.items()}
 _SPECIFIC_TAGS = [Tag(t) for t, _ in _KEYS.values()] + [Tag(0x00080005)]
+_SCAN_TAGS = [t for t, _ in _KEYS.values()]  # the Rust scan adds (0008,0005) itself
 
 
 @dataclass(slots=True)
@@ -190,30 +194,71 @@ def _number(value: Any, kind: type) -> int | float | None:
         return None
 
 
-def _value(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> Any:
-    """The value of one element, converting a raw element directly with pydicom's
-    value converters (half the cost of ``ds[tag]``, same result)."""
-    elem = ds.get_item(tag)
-    if elem is None:
-        return None
-    if isinstance(elem, RawDataElement):
-        raw_vr = elem.VR or vr  # implicit VR: the dictionary's
-        if elem.value is not None and raw_vr == vr:
-            return convert_value(vr, elem, encodings)
-    elem = ds[tag]  # UN, another VR than the dictionary's, a deferred value: the full path
+def _convert(raw: RawDataElement | DataElement, vr: str, encodings: list[str]) -> Any:
+    """The value of one raw element, converted with pydicom's value converters
+    (no Dataset): the dictionary VR directly, any other written VR (UN, a wrong
+    VR) the way ``Dataset.__getitem__`` converts it. An element pydicom's parser
+    already converted (empty values, sequences) gives its value."""
+    if isinstance(raw, DataElement):
+        return None if raw.VR == "SQ" else raw.value
+    if (raw.VR or vr) == vr:  # implicit VR: the dictionary's
+        return convert_value(vr, raw, encodings)
+    elem = convert_raw_data_element(raw, encoding=encodings)
     return None if elem.VR == "SQ" else elem.value
 
 
-def _from_dataset(ds: Dataset, transfer_syntax_uid: str | None) -> InstanceAttrs:
-    charset = _value(ds, 0x00080005, "CS", [])
+_SLOW = object()
+_TEXT_VRS = {"UI", "DA", "TM", "CS", "SH", "LO", "PN", "AS", "DT", "UC", "ST", "LT", "UT"}
+_IS_RE = re.compile(r"[+-]?\d{1,15}")
+_DS_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _fast(key: str, vr: str, value: bytes, little: bool) -> Any:
+    """The final value of a key for the common case pydicom's converters would
+    turn into the same thing: one value, ASCII (no ISO 2022 escape), VR as in
+    the dictionary. Anything else is ``_SLOW`` (the full conversion)."""
+    if vr == "US":
+        if len(value) == 2 and key in _INT_KEYS:
+            return int.from_bytes(value, "little" if little else "big")
+        return _SLOW
+    if not value.isascii() or b"\\" in value or b"\x1b" in value:
+        return _SLOW
+    text = value.decode("ascii").strip(" \x00")
+    if key in _INT_KEYS:
+        return int(text) if vr == "IS" and _IS_RE.fullmatch(text) else _SLOW
+    if key in _FLOAT_KEYS:
+        return float(text) if vr == "DS" and _DS_RE.fullmatch(text) else _SLOW
+    return text if vr in _TEXT_VRS else _SLOW
+
+
+def _from_raw(raw: Mapping[int, RawDataElement | DataElement], transfer_syntax_uid: str | None,
+              oversized: frozenset[int] = frozenset()) -> InstanceAttrs:
+    """What the index keeps, from the raw (undecoded) top-level elements of the
+    keys and (0008,0005). Shared by :func:`extract_attributes` (pydicom's
+    parser) and :func:`scan_instance` (the Rust scan), so they cannot drift."""
+    cs = raw.get(0x00080005)
+    charset = _convert(cs, "CS", []) if cs is not None else None
     try:
         encodings = convert_encodings(charset)
     except Exception:  # pydicom warns and falls back on unknown terms; be as lenient
         encodings = ["iso8859"]
     values: dict[str, Any] = {}
+    # pydicom validates values while converting; only when it may raise does the
+    # fast path (which does not validate) change what is indexed.
+    fast = config.settings.reading_validation_mode != config.RAISE
     for key, (tag, _) in _KEYS.items():
+        elem = raw.get(tag)
+        if fast and type(elem) is RawDataElement and elem.value and (elem.VR or _VRS[key]) == _VRS[key]:
+            value = _fast(key, _VRS[key], elem.value, elem.is_little_endian)
+            if value is not _SLOW:
+                values[key] = value
+                continue
         try:
-            value = _value(ds, tag, _VRS[key], encodings)
+            if tag in oversized:
+                raise ValueError("value too long to index")
+            if elem is None:
+                continue
+            value = _convert(elem, _VRS[key], encodings)
         except Exception as exc:
             if key in _REQUIRED:
                 raise UnreadableDataset(f"cannot decode {keyword_for_tag(tag)} {Tag(tag)}: {exc}") from exc
@@ -234,6 +279,14 @@ def _from_dataset(ds: Dataset, transfer_syntax_uid: str | None) -> InstanceAttrs
     values["transfer_syntax_uid"] = transfer_syntax_uid
     values["patient_id"] = values.get("patient_id") or ""
     return InstanceAttrs(**values)
+
+
+def _from_dataset(ds: Dataset, transfer_syntax_uid: str | None) -> InstanceAttrs:
+    # Read without deferring (only the keys are read at all: specific_tags), so
+    # every key is a raw element with its value, or one pydicom's parser already
+    # converted (an empty value; a sequence, which has no text value).
+    raw = {tag: elem for tag in _SPECIFIC_TAGS if (elem := ds.get_item(tag)) is not None}
+    return _from_raw(raw, transfer_syntax_uid)
 
 
 def _syntax_flags(uid: str) -> tuple[bool, bool]:
@@ -274,8 +327,7 @@ def extract_attributes(source: bytes | bytearray | memoryview | os.PathLike | st
     try:
         if has_file_meta:
             try:
-                ds = read_partial(fh, stop_when=_stop_after_keys, defer_size=_DEFER_SIZE,
-                                  specific_tags=_SPECIFIC_TAGS)
+                ds = read_partial(fh, stop_when=_stop_after_keys, specific_tags=_SPECIFIC_TAGS)
             except UnreadableDataset:
                 raise
             except Exception as exc:
@@ -288,7 +340,7 @@ def extract_attributes(source: bytes | bytearray | memoryview | os.PathLike | st
             implicit, little = _syntax_flags(transfer_syntax_uid)
             try:
                 ds = read_dataset(fh, implicit, little, stop_when=_stop_after_keys,
-                                  defer_size=_DEFER_SIZE, specific_tags=_SPECIFIC_TAGS)
+                                  specific_tags=_SPECIFIC_TAGS)
             except Exception as exc:
                 raise UnreadableDataset(
                     f"{where}: cannot parse the dataset as {UID(transfer_syntax_uid).name}: {exc}") from exc
@@ -302,3 +354,62 @@ def extract_attributes(source: bytes | bytearray | memoryview | os.PathLike | st
     finally:
         if opened is not None:
             opened.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One read of a received dataset: the index attributes, whether it has
+    top-level Pixel Data (7FE0,0010) and the SHA-256 of all its bytes.
+
+    ``pixel_data_error`` says why the elements after the keys (groups above
+    0054) could not be walked to the pixel data; the attributes are complete
+    then, but ``has_pixel_data`` is False and cannot be trusted.
+    """
+
+    attrs: InstanceAttrs
+    has_pixel_data: bool
+    sha256: str
+    pixel_data_error: str | None = None
+
+
+# The Rust scan's syntax names by (implicit VR, little endian).
+_RUST_SYNTAX = {(True, True): "implicit", (False, True): "explicit-le", (False, False): "explicit-be"}
+
+
+def scan_instance(source: bytes | bytearray | memoryview | os.PathLike | str,
+                  transfer_syntax_uid: str) -> Scan:
+    """:func:`extract_attributes`, pixel data presence and SHA-256 in one pass
+    over a raw dataset (no File Meta) in ``transfer_syntax_uid``: bytes, or a
+    path to a spooled dataset read in chunks (never whole into memory).
+
+    The attributes are exactly those :func:`extract_attributes` gives (same
+    conversion, :func:`_from_raw`). Raises :class:`UnreadableDataset` when the
+    dataset is malformed or truncated before the end of the keys (group 0054),
+    cannot be read, or lacks one of the four UIDs.
+    """
+    from gateway import _rust
+
+    if not transfer_syntax_uid:
+        raise UnreadableDataset("a raw dataset needs its transfer syntax UID")
+    implicit, little = _syntax_flags(transfer_syntax_uid)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        where = f"{len(source)} bytes" if not isinstance(source, memoryview) else f"{source.nbytes} bytes"
+        src: Any = source
+    else:
+        where = str(source)
+        src = os.fspath(source)
+    try:
+        found, oversized, has_pixel_data, sha256, tail_error = _rust.scan_header(
+            src, _RUST_SYNTAX[implicit, little], _SCAN_TAGS, max_value=_MAX_VALUE)
+    except _rust.ScanError as exc:
+        raise UnreadableDataset(
+            f"{where}: cannot parse the dataset as {UID(transfer_syntax_uid).name}: {exc}") from None
+    raw = {tag: RawDataElement(BaseTag(tag), None if implicit else vr, len(value), value, 0, implicit, little)
+           for tag, (vr, value) in found.items()}
+    try:
+        attrs = _from_raw(raw, transfer_syntax_uid, frozenset(oversized))
+    except UnreadableDataset as exc:
+        raise UnreadableDataset(f"{where}: {exc}") from None
+    except Exception as exc:  # a value pydicom cannot convert
+        raise UnreadableDataset(f"{where}: cannot decode the header: {exc}") from exc
+    return Scan(attrs, has_pixel_data, sha256, tail_error)

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod gil;
 mod net;
+mod scan;
 mod transcode;
 
 #[pymodule]
@@ -15,5 +16,6 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     net::register(m)?;
     transcode::register(m)?;
+    scan::register(m)?;
     Ok(())
 }
