@@ -34,6 +34,7 @@ packages=()
 [ -x /usr/bin/dcmdump ] || packages+=(dcmtk)
 [ -x /usr/sbin/Orthanc ] || packages+=(orthanc)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+command -v ss >/dev/null || packages+=(iproute2)
 python3 -c "import ensurepip" 2>/dev/null || packages+=(python3-venv)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing ${packages[*]} with apt-get"

@@ -77,3 +77,50 @@ def test_readme_lists_every_command():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [name for name in sub.choices if f"dicom-gateway {name}" not in readme]
     assert not missing, f"README.md does not show: {missing}"
+
+
+def test_serve_logs_one_line_per_stored_instance(gateway_process, tmp_path):
+    """An info line per stored instance, scoped to its association: calling AE, SOP class,
+    UIDs, bytes and milliseconds; and no Alembic set-up noise in the log."""
+    import json
+
+    from conftest import basic_toml, dcmtk, free_port
+
+    port = free_port()
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "gateway.toml").write_text(basic_toml(port, tmp_path / "data").replace('log_format = "text"',
+                                                                                 'log_format = "json"'))
+    files = write_cts(tmp_path / "in", 2, patient_id="LOG-1")
+    gp = gateway_process(["serve", "--config", str(cfg)], port)
+    gp.wait_for_output("gateway ready")
+    subprocess.run([dcmtk("storescu"), "-aet", "MODALITY1", "-aec", "DICOM_GATEWAY", "127.0.0.1", str(port),
+                    *map(str, files)], check=True, capture_output=True, timeout=60)
+    gp.wait_for_output('"instance stored"')
+    assert gp.stop() == 0
+    events = [json.loads(line) for line in gp.output().splitlines() if line.startswith("{")]
+    stored = [e for e in events if e["event"] == "instance stored"]
+    assert len(stored) == 2
+    assert {e["sop_instance_uid"] for e in stored} == {p.stem for p in files}
+    for e in stored:
+        assert e["calling_ae"] == "MODALITY1" and e["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.2"
+        assert e["bytes"] > 128 and e["ms"] > 0 and e["assoc"]
+    assert len({e["assoc"] for e in stored}) == 1  # one association, named on each line
+    assert not any("setup plugin" in e["event"] for e in events)
+
+
+def test_listening_socket_backlog_is_the_system_maximum(inprocess_gateway, tmp_path):
+    """A burst of reconnecting modalities must not wait for SYN retries: the DICOM port
+    listens with the system's maximum backlog, not socketserver's 5 (`ss` shows it as Send-Q)."""
+    import shutil
+
+    from conftest import basic_toml, free_port, missing_component
+
+    if not shutil.which("ss"):
+        missing_component("ss (iproute2) not installed")
+    port = free_port()
+    inprocess_gateway(basic_toml(port, tmp_path / "data"), sender=False)
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    backlogs = {int(line.split()[2]) for line in out.splitlines() if line.strip()}
+    assert backlogs == {somaxconn}, out

@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -202,6 +203,7 @@ class StorageSCP:
         self.backends = backends
 
     def c_store(self, request: StoreRequest) -> Response | int:
+        started = time.perf_counter()
         config = request.config
         s = settings_of(config)
         codes = STATUS[s.status_codes]
@@ -317,6 +319,13 @@ class StorageSCP:
                     METRICS.inc("gateway_forward_jobs_queued_total", len(decision.plans))
             METRICS.inc("gateway_instances_stored_total", sop_class=attrs.sop_class_uid)
             METRICS.inc("gateway_stored_bytes_total", size)
+            # One line per stored instance, on the association's thread (logs add its id).
+            log.info("instance stored", extra={
+                "calling_ae": request.association.calling_ae, "sop_class_uid": attrs.sop_class_uid,
+                "sop_instance_uid": uid, "study_instance_uid": attrs.study_instance_uid,
+                "series_instance_uid": attrs.series_instance_uid, "bytes": size,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "replaced": stored.replaced is not None})
             return Status.SUCCESS
 
 

@@ -21,6 +21,11 @@ def bind_association(assoc_id: str | None) -> None:
     _local.assoc = assoc_id
 
 
+def bound_association() -> str | None:
+    """The association id this thread's records carry (to hand on to a helper thread)."""
+    return getattr(_local, "assoc", None)
+
+
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "assoc"):

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
+from gateway import logs
 from gateway.messages import (
     DatasetPayload,
     EchoRequest,
@@ -50,7 +51,16 @@ def _bounded(fn: Callable[[], Any], timeout: float | None) -> Any:
     """Run a plugin call with a time budget; the thread is abandoned on overrun."""
     if not timeout:
         return fn()
-    return _pool.submit(fn).result(timeout=timeout)
+    assoc_id = logs.bound_association()
+
+    def scoped() -> Any:  # the plugin's log lines still name the association
+        logs.bind_association(assoc_id)
+        try:
+            return fn()
+        finally:
+            logs.bind_association(None)
+
+    return _pool.submit(scoped).result(timeout=timeout)
 
 
 def _to_wire(answer: Any) -> int | Dataset:

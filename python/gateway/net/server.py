@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from pynetdicom import AE, _config
@@ -77,9 +78,20 @@ class _Handler(RequestHandler):
                 assoc.gw_runtime.plugins.notify("gateway_association_closed", association=assoc.gw_info, reason=reason)
 
 
+def _listen_backlog() -> int:
+    """The system's maximum accept queue (net.core.somaxconn), not socketserver's 5:
+    modalities reconnect in bursts, and a full queue costs each extra one a SYN retry
+    (~1 s). listen() caps a larger value at the system maximum anyway."""
+    try:
+        return max(socket.SOMAXCONN, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
 class ListenerServer(ThreadedAssociationServer):
     daemon_threads = True
     allow_reuse_port = True
+    request_queue_size = _listen_backlog()
 
     def __init__(self, bind: str, port: int, runtime_source: Callable[[], Any], counter: Counter) -> None:
         self.runtime_source = runtime_source
