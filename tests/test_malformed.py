@@ -218,7 +218,7 @@ def test_garbage_right_after_the_request_never_kills_a_reactor(inprocess_gateway
 def test_many_bad_peers_do_not_starve_good_ones(gw):
     """While 20 peers stall half-way through an A-ASSOCIATE-RQ (connections held open,
     each waiting for its ARTIM timer) and 20 more send garbage, a good peer is served
-    at once, again and again; every garbage peer gets its answer and the stalled ones
+    at once, again and again; every garbage peer gets its answer (Rust path) and the stalled ones
     are still connected while that happens (so they really were competing)."""
     stalled = [connect(gw.port) for _ in range(20)]
     for s in stalled:
@@ -229,9 +229,9 @@ def test_many_bad_peers_do_not_starve_good_ones(gw):
     for _ in range(5):
         still_serving(gw.port)
     for s in garbage:
-        answer = read_pdu(s)
-        # A-ASSOCIATE-RJ (1,2,1) or A-ABORT, or just closed (pynetdicom's loop)
-        assert answer == b"" or answer[0] in (0x03, 0x07), answer[:10].hex()
+        if gw.receive_path == "rust":  # pynetdicom's own loop may just wait for its ARTIM timer
+            answer = read_pdu(s)
+            assert answer == b"" or answer[0] in (0x03, 0x07), answer[:10].hex()  # A-ASSOCIATE-RJ or A-ABORT
         s.close()
     for s in stalled:
         s.settimeout(0)
