@@ -130,3 +130,28 @@ def _wait(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_data_directory_inside_the_config_directory_is_not_watched(root):
+    """`serve --config .` with the default ./gateway-data: stored files under the config
+    directory cause no config check at all; a config subdirectory made after start
+    (mkdir remotes) is watched from then on."""
+    ev = Events()
+    w = ConfigWatcher(root, ev.on_change, ev.on_error, debounce=0.05)
+    checks = []
+    original = w.check
+    w.check = lambda: checks.append(1) or original()
+    w.start()
+    try:
+        archive = root / "gateway-data" / "archive" / "1.2.3" / "1.2.3.4"
+        archive.mkdir(parents=True)
+        for i in range(50):
+            (archive / f"{i}.dcm").write_bytes(b"x" * 1000)
+            (archive / f"{i}.toml").write_text("not config: below the config subdirectories")
+        (root / "remotes").mkdir()
+        (root / "remotes" / "pacs.toml").write_text('ae_title = "PACS"\nhost = "127.0.0.1"\nport = 104\n')
+        assert ev.wait(), "a remote in a subdirectory made after start was not seen"
+        assert [list(c.remotes) for c in ev.changes] == [["pacs"]]
+        assert len(checks) <= 2  # the mkdir and the new file, debounced; nothing for the archive
+    finally:
+        w.stop()

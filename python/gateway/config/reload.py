@@ -26,7 +26,7 @@ from typing import Any, Callable
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from gateway.config.loader import ConfigError, digest_of, load_config
+from gateway.config.loader import SUBDIRS, ConfigError, digest_of, load_config
 from gateway.config.models import GatewayConfig
 
 log = logging.getLogger("gateway.config")
@@ -56,11 +56,24 @@ class ConfigWatcher(FileSystemEventHandler):
         self._observer: Any = None
 
     def start(self) -> "ConfigWatcher":
+        # The directory and its config subdirectories, each non-recursively: the
+        # loader reads nothing deeper, and a data directory inside the config
+        # directory (`serve --config .` with the default ./gateway-data) would
+        # otherwise cost inotify events for every stored file.
         self._observer = Observer()
-        self._observer.schedule(self, str(self.directory), recursive=True)
+        self._watched: set[str] = set()
+        self._watch(self.directory)
+        for sub in SUBDIRS:
+            if (self.directory / sub).is_dir():
+                self._watch(self.directory / sub)
         self._observer.daemon = True
         self._observer.start()
         return self
+
+    def _watch(self, directory: Path) -> None:
+        if str(directory) not in self._watched:
+            self._watched.add(str(directory))
+            self._observer.schedule(self, str(directory), recursive=False)
 
     def stop(self) -> None:
         with self._lock:
@@ -75,8 +88,16 @@ class ConfigWatcher(FileSystemEventHandler):
         if event.event_type in ("opened", "closed_no_write"):
             return
         paths = (str(getattr(event, "src_path", "")), str(getattr(event, "dest_path", "") or ""))
-        if not event.is_directory and not any(p.endswith(".toml") for p in paths):
-            return  # editor swap files, a data dir inside the config dir...
+        if event.is_directory:
+            new_subdirs = [Path(p) for p in paths if p and Path(p).parent == self.directory
+                           and Path(p).name in SUBDIRS and Path(p).is_dir()]
+            if not new_subdirs and not any(Path(p).parent == self.directory and Path(p).name in SUBDIRS
+                                           for p in paths if p):
+                return  # a data directory (or anything else) inside the config directory
+            for sub in new_subdirs:  # e.g. `mkdir routes` after start: watch it too
+                self._watch(sub)
+        elif not any(p.endswith(".toml") for p in paths):
+            return  # editor swap files...
         with self._lock:
             if self._stopped:
                 return
