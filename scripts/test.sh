@@ -29,12 +29,14 @@ summary() {
 trap summary EXIT
 
 stage "system packages"
-# Real peers the tests talk to (DCMTK, Orthanc, PostgreSQL), and venv when Python lacks it.
+# Real peers the tests talk to (DCMTK, Orthanc, PostgreSQL), the tools some tests read the
+# system with (ss, strace), and venv when Python lacks it.
 packages=()
 [ -x /usr/bin/dcmdump ] || packages+=(dcmtk)
 [ -x /usr/sbin/Orthanc ] || packages+=(orthanc)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v ss >/dev/null || packages+=(iproute2)
+command -v strace >/dev/null || packages+=(strace)
 python3 -c "import ensurepip" 2>/dev/null || packages+=(python3-venv)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing ${packages[*]} with apt-get"
