@@ -120,8 +120,24 @@ class StorageSettings(BaseModel):
         return value
 
 
+# The last config seen and what was derived from it: a config never changes (a
+# reload makes a new one), and validating the settings and resolving the index
+# path on every C-STORE cost ~0.7 ms an object (py-spy, bench/RESULTS.md).
+_derived: tuple[Any, StorageSettings, dict[str, Any]] | None = None
+
+
+def _derive(config: Any) -> tuple[StorageSettings, dict[str, Any]]:
+    global _derived
+    cached = _derived
+    if cached is not None and cached[0] is config:
+        return cached[1], cached[2]
+    settings = StorageSettings.model_validate(config.plugin_settings("storage"))
+    _derived = (config, settings, {})
+    return settings, _derived[2]
+
+
 def settings_of(config: Any) -> StorageSettings:
-    return StorageSettings.model_validate(config.plugin_settings("storage")) if config is not None else StorageSettings()
+    return _derive(config)[0] if config is not None else StorageSettings()
 
 
 def storage_root(config: Any, s: StorageSettings) -> Path:
@@ -132,7 +148,13 @@ def index_of(config: Any, s: StorageSettings) -> Index:
     """This process's index for the storage service. A store waits at most
     ``index_timeout`` for the database's write lock (no further retries), then
     answers with a refusal status (STO-8)."""
-    return shared_index(config.effective_database_url(), busy_timeout=s.index_timeout, lock_retries=0)
+    settings, derived = _derive(config)
+    if settings is not s:  # settings made by hand, not this config's
+        return shared_index(config.effective_database_url(), busy_timeout=s.index_timeout, lock_retries=0)
+    if "index" not in derived:
+        derived["index"] = shared_index(config.effective_database_url(), busy_timeout=s.index_timeout,
+                                        lock_retries=0)
+    return derived["index"]
 
 
 def _sop_classes(config: Any) -> list[str]:
