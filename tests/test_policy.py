@@ -111,3 +111,21 @@ def test_sigterm_finishes_inflight_operation(inprocess_gateway, tmp_path):
     gw.worker.shutdown(grace=10)
     t.join(15)
     assert result.get("status") == 0xC001  # answered (after the 3 s budget), not cut off
+
+
+def test_watchdog_answers_once_and_fast_stores_take_no_hop(inprocess_gateway, tmp_path):
+    """Rust path: a C-STORE runs in its association's thread (no pool hand-off); one that
+    overruns gets exactly one answer, from the watchdog, and the late result is dropped."""
+    from gateway.net import dispatch
+
+    port = free_port()
+    inprocess_gateway(basic_toml(port, tmp_path / "d", modules=["misbehave"], extra_node="plugin_timeout = 1.0"))
+    submitted = []
+    real_submit = dispatch._pool.submit
+    dispatch._pool.submit = lambda fn: submitted.append(fn) or real_submit(fn)
+    try:
+        assert _store(port, HANGING) == 0xC001  # one response; a second would break the SCU's exchange
+        assert _store(port, RAISING) == 0xC001  # in time (it raises at once): answered by the call itself
+    finally:
+        dispatch._pool.submit = real_submit
+    assert submitted == []

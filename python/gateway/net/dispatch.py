@@ -27,6 +27,8 @@ from gateway.messages import (
     StoreRequest,
 )
 from gateway.metrics import METRICS
+from gateway.net.fastpath import answer_now, answers_late
+from gateway.net.watchdog import WATCHDOG
 from gateway.plugins import HookError
 from gateway.status import Status, category
 
@@ -63,6 +65,26 @@ def _bounded(fn: Callable[[], Any], timeout: float | None) -> Any:
     return _pool.submit(scoped).result(timeout=timeout)
 
 
+def _watched(event: Any, service: Any, request: Any, timeout: float, fn: Callable[[], Any]) -> Any:
+    """Run a C-STORE service in this thread; past its budget the watchdog answers
+    the peer with the failure status and the late result is dropped (net/watchdog.py)."""
+    def overrun() -> None:
+        METRICS.inc("gateway_plugin_timeouts_total", service=service.name)
+        log.error("service did not answer in time", extra={"service": service.name, "op": "c_store",
+                                                           "timeout_s": timeout, "assoc": event.assoc.gw_id})
+        answer_now(event, _FAILURE["c_store"])
+        # The association's thread is still inside the service, so nothing else on
+        # this association could be served (a release would wait for the hung
+        # call): end it, as the pool path ends the wait. The peer has its status.
+        event.assoc.abort()
+
+    token = WATCHDOG.watch(timeout, overrun)
+    try:
+        return fn()
+    finally:
+        WATCHDOG.done(token)
+
+
 def _to_wire(answer: Any) -> int | Dataset:
     if isinstance(answer, Response):
         if answer.error_comment is None and not answer.extra:
@@ -94,7 +116,10 @@ def dispatch(event: Any, operation: str, request: Any) -> int | Dataset:
                 veto = runtime.plugins.call("gateway_instance_received", request=request)
                 if veto is not None:
                     return _to_wire(veto)
-            answer = _bounded(lambda: handler(request), timeout)
+            if timeout and operation == "c_store" and answers_late(assoc):
+                answer = _watched(event, service, request, timeout, lambda: handler(request))
+            else:
+                answer = _bounded(lambda: handler(request), timeout)
         except FutureTimeout:
             METRICS.inc("gateway_plugin_timeouts_total", service=service.name)
             log.error("service did not answer in time", extra={"service": service.name, "op": operation, "timeout_s": timeout})

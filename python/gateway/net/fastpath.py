@@ -420,8 +420,43 @@ def decode_store_response(command: bytes) -> C_STORE | None:
     return rsp
 
 
+def answers_late(assoc: Any) -> bool:
+    """Whether a response for this association can be sent from another thread
+    (the watchdog) and a later one for the same message dropped: the Rust path."""
+    return isinstance(assoc.dimse, FastDIMSE)
+
+
+def answer_now(event: Any, status: int) -> None:
+    """Answer the C-STORE of ``event`` with ``status`` from any thread; the response
+    its service returns later is dropped (FastDIMSE.send_msg), so the peer gets one."""
+    from pynetdicom.dimse_primitives import C_STORE
+
+    rq = event.request
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = rq.MessageID
+    rsp.AffectedSOPClassUID = rq.AffectedSOPClassUID
+    rsp.AffectedSOPInstanceUID = rq.AffectedSOPInstanceUID
+    rsp.Status = status
+    dimse = event.assoc.dimse
+    with dimse.answered_lock:
+        dimse.answered.add(int(rq.MessageID))
+    dimse.send_msg(rsp, event.context.context_id, answered_early=True)
+
+
 class FastDIMSE(DIMSEServiceProvider):
-    def send_msg(self, primitive: Any, context_id: int) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Message IDs the watchdog answered for (net/watchdog.py): their late responses are dropped.
+        self.answered: set[int] = set()
+        self.answered_lock = threading.Lock()
+
+    def send_msg(self, primitive: Any, context_id: int, answered_early: bool = False) -> None:
+        if not answered_early and self.answered:
+            responding_to = getattr(primitive, "MessageIDBeingRespondedTo", None)
+            with self.answered_lock:
+                if responding_to is not None and int(responding_to) in self.answered:
+                    self.answered.discard(int(responding_to))
+                    return  # the peer already has its answer
         command = None
         if not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
             command = encode_response_command(primitive)
