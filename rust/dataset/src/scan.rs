@@ -631,14 +631,16 @@ impl<'i, I: Input> Scanner<'i, I> {
                     self.need(at, Some(seq.tag), ilen as u64)?;
                     self.input.skip(ilen as u64)?;
                 }
-                _ => return Err(malformed(
-                    at,
-                    Some(seq.tag),
-                    format!(
+                _ => {
+                    return Err(malformed(
+                        at,
+                        Some(seq.tag),
+                        format!(
                         "expected an Item (FFFE,E000) or a Sequence Delimitation Item, found {}",
                         Tag(itag)
                     ),
-                )),
+                    ))
+                }
             }
         }
     }

@@ -5,6 +5,10 @@
 
 use std::io::Write;
 
+mod common;
+
+use common::Enc;
+
 use dicom_gateway_dataset::scan::Value;
 use dicom_gateway_dataset::vr::Vr;
 use dicom_gateway_dataset::{
@@ -23,88 +27,6 @@ const PATIENT_ID: u32 = 0x0010_0020;
 const ROWS: u32 = 0x0028_0010;
 const IMAGE_ID: u32 = 0x0054_0400;
 const CHARSET: u32 = 0x0008_0005;
-
-/// Encoder for test inputs (values given as bytes in the syntax's order).
-struct Enc(Syntax);
-
-impl Enc {
-    fn u16(&self, v: u16) -> [u8; 2] {
-        if self.0.is_big() {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    }
-    fn u32(&self, v: u32) -> [u8; 4] {
-        if self.0.is_big() {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    }
-    fn tag(&self, tag: u32) -> Vec<u8> {
-        let mut v = self.u16((tag >> 16) as u16).to_vec();
-        v.extend(self.u16(tag as u16));
-        v
-    }
-    fn header(&self, tag: u32, vr: &str, len: u32) -> Vec<u8> {
-        let mut v = self.tag(tag);
-        if self.0.is_explicit() {
-            v.extend(vr.as_bytes());
-            if [
-                "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV",
-            ]
-            .contains(&vr)
-            {
-                v.extend([0, 0]);
-                v.extend(self.u32(len));
-            } else {
-                v.extend(self.u16(len as u16));
-            }
-        } else {
-            v.extend(self.u32(len));
-        }
-        v
-    }
-    fn el(&self, tag: u32, vr: &str, value: &[u8]) -> Vec<u8> {
-        let mut v = self.header(tag, vr, value.len() as u32);
-        v.extend(value);
-        v
-    }
-    fn text(&self, tag: u32, vr: &str, s: &str) -> Vec<u8> {
-        self.el(tag, vr, s.as_bytes())
-    }
-    fn us(&self, tag: u32, x: u16) -> Vec<u8> {
-        self.el(tag, "US", &self.u16(x))
-    }
-    fn item(&self, content: &[u8], defined: bool) -> Vec<u8> {
-        let mut v = self.tag(0xFFFE_E000);
-        if defined {
-            v.extend(self.u32(content.len() as u32));
-            v.extend(content);
-        } else {
-            v.extend(self.u32(0xFFFF_FFFF));
-            v.extend(content);
-            v.extend(self.tag(0xFFFE_E00D));
-            v.extend(self.u32(0));
-        }
-        v
-    }
-    fn seq(&self, tag: u32, items: &[Vec<u8>], defined: bool) -> Vec<u8> {
-        let body: Vec<u8> = items.concat();
-        if defined {
-            let mut v = self.header(tag, "SQ", body.len() as u32);
-            v.extend(body);
-            v
-        } else {
-            let mut v = self.header(tag, "SQ", 0xFFFF_FFFF);
-            v.extend(body);
-            v.extend(self.tag(0xFFFE_E0DD));
-            v.extend(self.u32(0));
-            v
-        }
-    }
-}
 
 fn opts() -> ScanOptions {
     ScanOptions::new(&[
@@ -130,7 +52,7 @@ fn image(s: Syntax, defined: bool) -> Vec<u8> {
         .concat(),
         defined,
     );
-    let nested = e.seq(0x0040_A043, &[inner], defined);
+    let nested = e.sq(0x0040_A043, &[inner], defined);
     let item = e.item(
         &[e.text(0x0008_1150, "UI", "1.2.3\0"), nested].concat(),
         defined,
@@ -140,16 +62,16 @@ fn image(s: Syntax, defined: bool) -> Vec<u8> {
         e.text(CHARSET, "CS", "ISO_IR 100"),
         e.text(SOP_CLASS, "UI", "1.2.840.10008.5.1.4.1.1.2\0"),
         e.text(SOP_INSTANCE, "UI", "1.2.3.4.5\0"),
-        e.seq(0x0008_1140, &[item.clone(), item], defined),
+        e.sq(0x0008_1140, &[item.clone(), item], defined),
         e.text(0x0009_0010, "LO", "ACME 1.0"),
         e.text(0x0009_1001, "LO", "skip me!"),
-        e.seq(0x0009_1002, &[private_item], defined),
+        e.sq(0x0009_1002, &[private_item], defined),
         e.text(PATIENT_NAME, "PN", "M\u{fc}ller^J\u{fc}rgen "),
         e.text(PATIENT_ID, "LO", "ID7"), // odd length: kept as is
         e.us(ROWS, 2),
         e.text(IMAGE_ID, "SH", "IMG "),
-        e.el(0x6000_3000, "OW", &[1, 2, 3, 4]),
-        e.el(0x7FE0_0010, "OW", &[0, 1, 2, 3, 4, 5, 6, 7]),
+        e.raw(0x6000_3000, "OW", &[1, 2, 3, 4]),
+        e.raw(0x7FE0_0010, "OW", &[0, 1, 2, 3, 4, 5, 6, 7]),
     ]
     .concat()
 }
@@ -232,10 +154,10 @@ fn file_input_equals_slice_input() {
         let e = Enc(s);
         let mut data = image(s, false);
         let big = vec![7u8; 3 * 1024 * 1024 + 5];
-        let pos = data.len() - e.el(0x7FE0_0010, "OW", &[0; 8]).len();
+        let pos = data.len() - e.raw(0x7FE0_0010, "OW", &[0; 8]).len();
         data.truncate(pos);
-        data.extend(e.el(0x5000_3000, "OB", &big));
-        data.extend(e.el(0x7FE0_0010, "OB", &big));
+        data.extend(e.raw(0x5000_3000, "OB", &big));
+        data.extend(e.raw(0x7FE0_0010, "OB", &big));
         let path = dir.join(format!("{}.raw", s.name()));
         std::fs::File::create(&path)
             .unwrap()
@@ -311,7 +233,7 @@ fn encapsulated_icon_in_an_item() {
     pix.extend(e.u32(0));
     let icon = e.item(&[e.us(ROWS, 1), pix].concat(), false);
     let data = [
-        e.seq(0x0088_0200, &[icon], false),
+        e.sq(0x0088_0200, &[icon], false),
         e.text(0x0088_0201, "SH", "x "),
     ]
     .concat();
@@ -438,7 +360,7 @@ fn deep_nesting_is_refused() {
     let e = Enc(IMPL);
     let mut inner = e.text(0x0008_0100, "SH", "X ");
     for _ in 0..200 {
-        inner = e.seq(0x0008_1140, &[e.item(&inner, false)], false);
+        inner = e.sq(0x0008_1140, &[e.item(&inner, false)], false);
     }
     match scan(&inner, IMPL, &opts()) {
         Err(Error::Malformed { reason, .. }) => assert!(reason.contains("nested"), "{reason}"),
@@ -451,7 +373,7 @@ fn oversized_values_are_not_read() {
     let e = Enc(ELE);
     let data = [
         e.text(SOP_INSTANCE, "UI", "1\0"),
-        e.el(PATIENT_NAME, "UC", &vec![b'A'; 5000]),
+        e.raw(PATIENT_NAME, "UC", &vec![b'A'; 5000]),
     ]
     .concat();
     let mut o = opts();
@@ -515,8 +437,8 @@ fn truncation_inside_the_header_region_is_an_error() {
         let e = Enc(s);
         // Offset where group 6000 starts.
         let tail = data.len()
-            - e.el(0x6000_3000, "OW", &[0; 4]).len()
-            - e.el(0x7FE0_0010, "OW", &[0; 8]).len();
+            - e.raw(0x6000_3000, "OW", &[0; 4]).len()
+            - e.raw(0x7FE0_0010, "OW", &[0; 8]).len();
         let mut boundaries = vec![0usize];
         let mut r = 0;
         for el in [

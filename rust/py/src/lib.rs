@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod gil;
+mod input;
 mod net;
 mod scan;
 mod transcode;

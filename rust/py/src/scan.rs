@@ -4,16 +4,14 @@
 //! The input is owned (`PyBackedBytes` or a path) before the GIL is released
 //! through `gil::detached`; typed errors become `ScanError` (a `ValueError`).
 
-use std::path::PathBuf;
-
 use dicom_gateway_dataset as ds;
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::gil;
+use crate::input::{source, Source};
 
 create_exception!(
     _rust,
@@ -24,27 +22,6 @@ create_exception!(
 
 /// (values, oversized, has_pixel_data, sha256, tail_error)
 type ScanTuple = (PyObject, Vec<u32>, bool, String, Option<String>);
-
-enum Source {
-    Bytes(PyBackedBytes),
-    Path(PathBuf),
-}
-
-fn source(src: &Bound<'_, PyAny>) -> PyResult<Source> {
-    if src.is_instance_of::<PyBytes>() || src.is_instance_of::<PyByteArray>() {
-        return Ok(Source::Bytes(src.extract::<PyBackedBytes>()?));
-    }
-    if let Ok(p) = src.extract::<PathBuf>() {
-        return Ok(Source::Path(p));
-    }
-    // memoryview and other buffers: copy into a bytes object.
-    let bytes = src
-        .py()
-        .import("builtins")?
-        .getattr("bytes")?
-        .call1((src,))?;
-    Ok(Source::Bytes(bytes.extract::<PyBackedBytes>()?))
-}
 
 /// scan_header(src, syntax, tags, *, max_value=1048576)
 ///     -> (values, oversized, has_pixel_data, sha256, tail_error)

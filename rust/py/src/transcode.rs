@@ -11,9 +11,10 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::PyBytes;
 
 use crate::gil;
+use crate::input::{source, Source};
 
 create_exception!(
     _rust,
@@ -28,30 +29,6 @@ fn err(e: ds::Error) -> PyErr {
 
 fn syntax(s: &str) -> PyResult<ds::Syntax> {
     ds::Syntax::parse(s).map_err(err)
-}
-
-/// Input: bytes-like or a path. `PyBackedBytes` owns a reference to an
-/// immutable `bytes` (a bytearray is copied), so it is safe to read with the
-/// GIL released.
-enum Source {
-    Bytes(PyBackedBytes),
-    Path(PathBuf),
-}
-
-fn source(src: &Bound<'_, PyAny>) -> PyResult<Source> {
-    if src.is_instance_of::<PyBytes>() || src.is_instance_of::<PyByteArray>() {
-        return Ok(Source::Bytes(src.extract::<PyBackedBytes>()?));
-    }
-    if let Ok(p) = src.extract::<PathBuf>() {
-        return Ok(Source::Path(p));
-    }
-    // memoryview and other buffers: copy into a bytes object.
-    let bytes = src
-        .py()
-        .import("builtins")?
-        .getattr("bytes")?
-        .call1((src,))?;
-    Ok(Source::Bytes(bytes.extract::<PyBackedBytes>()?))
 }
 
 /// transcode(src, dst_syntax, *, src_syntax=None, file_meta=True, out=None,
