@@ -1,9 +1,9 @@
 """The one-pass Rust header scan (``scan_instance``) against pydicom.
 
-For every file of the shared test corpus in the three uncompressed syntaxes and
+For every file of the project's test corpus in the three uncompressed syntaxes and
 every uncompressed test file pydicom ships (big endian, implicit VR, private
 sequences, odd lengths, Specific Character Sets): the attributes equal the
-pydicom-based ones (``extract_attributes`` and, independently of the shared
+pydicom-based ones (``extract_attributes`` and, independently of the project's
 conversion, pydicom's own ``Dataset`` values), ``has_pixel_data`` equals
 pydicom's ``"PixelData" in ds`` and ``sha256`` equals hashlib's, for a bytes
 payload and a file payload. Malformed datasets raise ``UnreadableDataset`` and

@@ -1,12 +1,7 @@
-"""The repository stands alone: a clone with nothing beside it (no ../shared) makes its own
-test data with gateway.testing.corpus, byte for byte the same on every run, and its tests run
-on it without skipping for want of data.
-
-The clone is of the committed HEAD. Until the work that makes the repository stand alone is
-committed, the clone would test the old state, so the paths in OVERLAY are copied from the
-working tree over the clone when they are untracked or modified there (the test names them
-when it does); once they are committed nothing is copied and the test checks HEAD exactly.
-The compiled extension is not in git (*.so): it is copied from the installed package.
+"""The repository stands alone: a clone of HEAD alone in an empty folder makes its own test
+data with gateway.testing.corpus, byte for byte the same on every run, and its tests run on
+it without skipping for want of data. The compiled extension is not in git (*.so): it is
+copied from the installed package.
 """
 
 from __future__ import annotations
@@ -23,9 +18,6 @@ import pytest
 
 from conftest import REPO
 
-# What makes the repository stand alone: the generator, the fixture that runs it, the staleness
-# check that skips without the seed text.
-OVERLAY = ["python/gateway/testing", "tests/conftest.py", "tests/test_storage.py", "tests/test_standalone.py"]
 STO_1 = {  # CONFORMANCE.md STO-1, written out here rather than taken from the generator under test
     "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.20",
     "1.2.840.10008.5.1.4.1.1.128", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.2",
@@ -40,31 +32,16 @@ def _git(*args: str, cwd: Path = REPO) -> str:
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A clone of HEAD alone in a fresh folder, with OVERLAY's uncommitted state and the built extension."""
+def clone(tmp_path_factory) -> Path:
+    """A clone of HEAD, alone in a fresh folder, with the built extension."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.fail(f"{REPO} is not a git checkout (or git is not installed): this test clones it")
     clone = tmp_path_factory.mktemp("standalone") / "clone"
     _git("clone", "--quiet", str(REPO), str(clone))
-    overlaid = []
-    for rel in OVERLAY:
-        if not _git("status", "--porcelain", "--untracked-files=all", "--", rel).strip():
-            continue  # committed as it is here
-        src, dst = REPO / rel, clone / rel
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        elif dst.exists():
-            dst.unlink()
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-        overlaid.append(rel)
     import gateway._rust
 
     shutil.copy2(gateway._rust.__file__, clone / "python" / "gateway")
-    return clone, overlaid
+    return clone
 
 
 def _run(clone: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -80,20 +57,20 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_clone_imports_its_own_code(clone):
-    root, overlaid = clone
+    root = clone
     out = _run(root, "-c", "import gateway, gateway.testing.corpus as c, gateway_plugins as p; "
                            "print(gateway.__file__); print(c.__file__); print(p.__file__)")
     assert out.returncode == 0, out.stderr
-    assert all(line.startswith(str(root)) for line in out.stdout.split()), (out.stdout, overlaid)
+    assert all(line.startswith(str(root)) for line in out.stdout.split()), out.stdout
 
 
 def test_generator_in_the_clone_is_reproducible_and_complete(clone, tmp_path):
-    root, overlaid = clone
+    root = clone
     runs = []
     for n in (1, 2):
         out = tmp_path / f"run{n}"
         res = _run(root, "-m", "gateway.testing.corpus", "--out", str(out), "--profile", "small", "--syntax", "all")
-        assert res.returncode == 0, f"generator failed in the clone (overlaid: {overlaid}):\n{res.stderr}"
+        assert res.returncode == 0, f"generator failed in the clone:\n{res.stderr}"
         runs.append(_tree(out))
     assert runs[0].keys() == runs[1].keys()
     differ = [path for path in runs[0] if runs[0][path] != runs[1][path]]
@@ -120,17 +97,17 @@ def _pytest(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
 
 
 def test_sample_of_the_suite_runs_in_the_clone_without_skips(clone):
-    root, overlaid = clone
+    root = clone
     res, summary = _pytest(root, "tests/test_transcode.py", "tests/test_index.py", "-x")
     assert res.returncode == 0 and "passed" in summary and "skipped" not in summary, (
-        f"in the clone (overlaid from the working tree: {overlaid or 'nothing'}): {summary}\n"
+        f"in the clone: {summary}\n"
         f"{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
 
 
 def test_private_dictionary_check_says_it_did_not_run_without_the_seed_text(clone):
     """The seed text is not in the repository: the staleness check skips, saying where it looked."""
-    root, _ = clone
-    assert not (root.parent / "shared").exists()
+    root = clone
+    assert [p.name for p in root.parent.iterdir()] == ["clone"]  # nothing beside it
     res, summary = _pytest(root, "tests/test_storage.py", "-k", "test_private_dictionary_module_is_current")
     assert res.returncode == 0 and summary.startswith("1 skipped"), res.stdout[-3000:]
     assert "seed text is not part of the repository" in res.stdout and "did not run" in res.stdout

@@ -131,9 +131,9 @@ def _derive(config: Any) -> tuple[StorageSettings, dict[str, Any]]:
     cached = _derived
     if cached is not None and cached[0] is config:
         return cached[1], cached[2]
-    settings = StorageSettings.model_validate(config.plugin_settings("storage"))
-    _derived = (config, settings, {})
-    return settings, _derived[2]
+    settings, derived = StorageSettings.model_validate(config.plugin_settings("storage")), {}
+    _derived = (config, settings, derived)
+    return settings, derived
 
 
 def settings_of(config: Any) -> StorageSettings:
@@ -144,15 +144,13 @@ def storage_root(config: Any, s: StorageSettings) -> Path:
     return Path(s.root) if s.root else Path(config.node.data_dir) / "archive"
 
 
-def index_of(config: Any, s: StorageSettings) -> Index:
+def index_of(config: Any) -> Index:
     """This process's index for the storage service. A store waits at most
     ``index_timeout`` for the database's write lock (no further retries), then
     answers with a refusal status (STO-8)."""
     settings, derived = _derive(config)
-    if settings is not s:  # settings made by hand, not this config's
-        return shared_index(config.effective_database_url(), busy_timeout=s.index_timeout, lock_retries=0)
     if "index" not in derived:
-        derived["index"] = shared_index(config.effective_database_url(), busy_timeout=s.index_timeout,
+        derived["index"] = shared_index(config.effective_database_url(), busy_timeout=settings.index_timeout,
                                         lock_retries=0)
     return derived["index"]
 
@@ -278,7 +276,7 @@ class StorageSCP:
         # association while the first copy is still being written.
         with instance_lock(config.node.data_dir, uid):
             try:
-                index = index_of(config, s)
+                index = index_of(config)
                 existing = index.find_instance(uid)
             except IndexUnavailable as exc:
                 return fail("index_unavailable", f"index unavailable: {exc}")

@@ -13,10 +13,7 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-# Implementation identity sent in A-ASSOCIATE and File Meta (STO-11, MED-5);
-# the defaults, overridable from config.
-IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1472.1"
-IMPLEMENTATION_VERSION_NAME = "DICOM_GW_010"
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.command_setup import load_command_config, open_command_index
+
 EXAMPLES = """examples:
   dicom-gateway serve                                  # embedded defaults: DICOM_GATEWAY on port 11112
   dicom-gateway serve --config /etc/dicom-gateway --workers 4
@@ -61,7 +63,7 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from gateway.plugins import load_host
 
-    config = _load(args)
+    config = load_command_config(args)
     host = load_host(config.disabled_plugins, config.plugins.modules)
     rows = [("plugin", "version", "distribution", "hooks", "services")]
     for info in host.list():
@@ -102,39 +104,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def _load(args: argparse.Namespace):
-    """The config named by --config (or embedded defaults), or exit 2 with its errors."""
-    from gateway.config import ConfigError, load_config
-
-    overrides = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else None
-    try:
-        return load_config(Path(args.config) if args.config else None, overrides)
-    except ConfigError as exc:
-        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _open_index(config: Any, command: str, read_only: bool = False) -> Any:
-    """The config's index, or exit 2 saying why it cannot be opened. A command
-    that only reads (``read_only``) never creates one: it exits 1 saying where it looked."""
-    from gateway.index import Index, IndexUnavailable
-    from gateway.index.store import index_missing
-
-    url = config.effective_database_url()
-    if read_only and (why := index_missing(url)):
-        print(f"dicom-gateway {command}: {why} (give --data-dir or --config)", file=sys.stderr)
-        raise SystemExit(1)
-    try:
-        return Index(url)
-    except IndexUnavailable as exc:
-        print(f"dicom-gateway {command}: index unavailable: {exc}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _cmd_ls(args: argparse.Namespace) -> int:
     from gateway.index.cli import ls_command
 
-    return ls_command(_open_index(_load(args), "ls", read_only=True), args)
+    return ls_command(open_command_index(load_command_config(args), "ls", read_only=True), args)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -142,7 +115,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from gateway.importer import import_command
     from gateway.runtime import PluginConfigError, build_runtime
 
-    config = _load(args)
+    config = load_command_config(args)
     logs.setup("WARNING", "text")
     try:
         runtime = build_runtime(config, 1)
@@ -156,7 +129,7 @@ def _cmd_route_test(args: argparse.Namespace) -> int:
     from gateway.routing.cli import route_test_command
     from gateway.runtime import PluginConfigError, build_runtime
 
-    config = _load(args)
+    config = load_command_config(args)
     try:
         runtime = build_runtime(config, 1)
     except PluginConfigError as exc:
@@ -170,7 +143,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     from gateway.conformance import render
     from gateway.plugins import load_host
 
-    config = _load(args)
+    config = load_command_config(args)
     print(render(config, load_host(config.disabled_plugins, config.plugins.modules)), end="")
     return 0
 

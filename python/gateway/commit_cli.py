@@ -44,11 +44,11 @@ def add_commit_parser(sub: Any) -> None:
 
 
 def _cmd_commit_ls(args: argparse.Namespace) -> int:
-    from gateway.cli import _load, _open_index
+    from gateway.command_setup import load_command_config, open_command_index
     from gateway.index import IndexUnavailable
 
-    config = _load(args)
-    index = _open_index(config, "commit ls", read_only=True)
+    config = load_command_config(args)
+    index = open_command_index(config, "commit ls", read_only=True)
     try:
         return commit_ls(index, config, args)
     except IndexUnavailable as exc:

@@ -146,9 +146,9 @@ def import_command(paths: list[str], runtime: Any) -> int:
 
     from gateway.progress import Progress
 
-    bar = Progress(len(candidates(paths)), "import", verb="imported")
+    bar = Progress(len(candidates(paths)), "import")
     summary = import_paths(paths, runtime, progress=lambda p, err: bar.step(str(p), failed=err is not None))
-    bar.close()
+    bar.close(summary=False)  # the summary below also counts what was skipped
     print(f"imported {len(summary.imported)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}")
     for path, why in summary.skipped:
         print(f"  skipped  {path}: {why}")

@@ -68,11 +68,11 @@ def add_queue_parser(sub: Any, common: Any) -> None:
 
 
 def _open(args: argparse.Namespace, read_only: bool = False) -> tuple[Any, Any]:
-    from gateway.cli import _load, _open_index
+    from gateway.command_setup import load_command_config, open_command_index
     from gateway.index.queue import ForwardQueue
 
-    config = _load(args)
-    return config, ForwardQueue(_open_index(config, "queue", read_only=read_only))
+    config = load_command_config(args)
+    return config, ForwardQueue(open_command_index(config, "queue", read_only=read_only))
 
 
 def _when(value: datetime | None) -> str:

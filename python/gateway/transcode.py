@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import gateway
-from gateway import _rust
+import gateway._rust as _rust
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 __all__ = [
     "SYNTAXES",
@@ -89,7 +89,7 @@ def transcode(
     out: write the result to this path instead of returning it: through a
         temporary file renamed into place only on success. Returns None then.
     implementation_class_uid / implementation_version_name: written into the
-        new File Meta; default: the gateway's own (``gateway.IMPLEMENTATION_*``).
+        new File Meta; default: the gateway's own (``gateway.identity``).
     src_raw: the input is a bare dataset (from P-DATA or ``file_meta=False``):
         never look for a preamble or File Meta in it, since a dataset's own
         bytes can read ``DICM`` at offset 128. Requires ``src_syntax``.
@@ -97,9 +97,9 @@ def transcode(
     Raises TranscodeError (a ValueError) with the offset and tag of the problem.
     """
     if implementation_class_uid is None:
-        implementation_class_uid = gateway.IMPLEMENTATION_CLASS_UID
+        implementation_class_uid = IMPLEMENTATION_CLASS_UID
     if implementation_version_name is None:
-        implementation_version_name = gateway.IMPLEMENTATION_VERSION_NAME
+        implementation_version_name = IMPLEMENTATION_VERSION_NAME
     if isinstance(src, str):
         src = Path(src)
     return _rust.transcode(

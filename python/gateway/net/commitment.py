@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
 
-from gateway import IMPLEMENTATION_CLASS_UID
+from gateway.identity import IMPLEMENTATION_CLASS_UID
 from gateway.metrics import METRICS
 
 log = logging.getLogger("gateway.commitment")

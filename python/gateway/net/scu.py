@@ -1,5 +1,5 @@
-"""Verification SCU (VER-2) and what every SCU association shares: how a
-rejection or failure is described."""
+"""Verification SCU (VER-2) and ``associate`` for a plain peer. The rejection
+and failure descriptions every SCU association shares are in net/failures.py."""
 
 from __future__ import annotations
 
@@ -7,32 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.net.failures import AssociationFailed, describe_rejection  # noqa: F401  (re-exported)
+
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
-
-# PS3.8 table 9-21, for messages people read.
-_RESULT = {1: "rejected-permanent", 2: "rejected-transient"}
-_SOURCE = {1: "service-user", 2: "service-provider (ACSE)", 3: "service-provider (presentation)"}
-_REASON = {
-    1: {1: "no-reason-given", 2: "application-context-name-not-supported",
-        3: "calling-AE-title-not-recognized", 7: "called-AE-title-not-recognized"},
-    2: {1: "no-reason-given", 2: "protocol-version-not-supported"},
-    3: {1: "temporary-congestion", 2: "local-limit-exceeded"},
-}
-
-
-class AssociationFailed(Exception):
-    """Could not establish the association; ``kind`` is rejected/aborted/unreachable."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def describe_rejection(result: int, source: int, reason: int) -> str:
-    return (f"{_RESULT.get(result, result)}, {_SOURCE.get(source, source)}, "
-            f"{_REASON.get(source, {}).get(reason, f'reason {reason}')}")
-
 
 @dataclass
 class Peer:

@@ -40,9 +40,9 @@ from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 
-from gateway import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.config.models import DESTINATION_SPEC
-from gateway.net.scu import AssociationFailed, describe_rejection
+from gateway.net.failures import AssociationFailed, describe_rejection
 from gateway.net.selftest import requestor_fast_path
 from gateway.status import category
 
