@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import time
 from typing import Any
 
@@ -44,6 +45,12 @@ def _ignore_late_primitives(state_machine: Any) -> None:
 
     def guarded(event: str) -> None:
         if event in _LOCAL_PRIMITIVES and state_machine.current_state == "Sta13":
+            # The DUL only peeks at the primitive (the action would pop it): drop
+            # it here, or the reactor re-queues the same event on every loop.
+            try:
+                state_machine.dul.to_provider_queue.get(block=False)
+            except queue.Empty:
+                pass
             log.info("peer aborted before our answer; association ended", extra={"event": event})
             assoc = state_machine.dul.assoc
             assoc.is_aborted = True
