@@ -337,7 +337,7 @@ def test_refused_n_action_is_an_error_not_retried(tmp_path, scp_kwargs, status):
     assert (c.state, c.action_status) == ("error", status)
     time.sleep(0.05)
     assert sc.pending_commitments(index) == [] and sc.retry_outstanding(index, config) == 0
-    from gateway.commit_cli import commit_ls
+    from gateway_plugins.commit_command import commit_ls
 
     out = io.StringIO()
     commit_ls(index, config, type("Args", (), dict(study=None, destination=None, instances=False,
@@ -418,7 +418,7 @@ def test_resends_are_bounded(tmp_path):
     by_dest = {s.destination: s for s in store.studies()}
     assert by_dest["pacs"].state == "failed" and by_dest["pacs"].gave_up == 1
     out = io.StringIO()
-    from gateway.commit_cli import commit_ls
+    from gateway_plugins.commit_command import commit_ls
 
     class Args:
         study = None

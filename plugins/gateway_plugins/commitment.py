@@ -58,3 +58,11 @@ def gateway_config_loaded(config: Any) -> list[str]:
         where = doc.file if doc else "plugins/commitment.toml"
         return [f"{where}: key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors()]
     return []
+
+
+@hookimpl
+def gateway_register_commands(commands):
+    """``commit ls``: the state of storage commitment per study (SND-8)."""
+    from gateway_plugins.commit_command import add_commit_parser
+
+    add_commit_parser(commands)

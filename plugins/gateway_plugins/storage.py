@@ -439,3 +439,11 @@ def gateway_association_requested(request: Any, config: Any) -> Rejection | None
     METRICS.inc("gateway_low_disk_rejections_total")
     # rejected-transient, service-provider (presentation), local-limit-exceeded
     return Rejection(2, 3, 2, why)
+
+
+@hookimpl
+def gateway_register_commands(commands):
+    """``send``: the Storage SCU (SND-1..SND-7) from the command line."""
+    from gateway_plugins.send_command import add_send_parser
+
+    add_send_parser(commands)

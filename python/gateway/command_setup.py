@@ -1,6 +1,6 @@
 """What a command needs before it runs: its configuration and, for the commands
-that use it, the index. Shared by the core's command line and the command
-modules of services (queue, commit), which must not import ``gateway.cli``."""
+that use it, the index. Shared by the core's command line and the commands
+plugins add (send, commit, …), so a plugin's command needs nothing from ``gateway.cli``."""
 
 from __future__ import annotations
 

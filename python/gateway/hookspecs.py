@@ -23,6 +23,7 @@ import pluggy
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gateway.cli.registry import CommandRegistry
     from gateway.index import FileRecord
     from gateway.messages import (AssociationInfo, AssociationRequest, Rejection, Response, RoutedInstance,
                                   SeriesInfo, StoreRequest)
@@ -58,6 +59,25 @@ def gateway_register_storage_backends(registry: "BackendRegistry") -> None:
     name and the core calls ``factory(config)`` to build it.
 
     Returns nothing.
+    """
+
+
+@hookspec
+def gateway_register_commands(commands: "CommandRegistry") -> None:
+    """Add ``dicom-gateway`` subcommands.
+
+    Called once per plugin (attributed to it: ``dicom-gateway --help`` lists
+    commands under the plugin that added them) each time the command line is
+    built, in the command's own process — never in a running gateway. Call
+    ``p = commands.add_parser(name, help=..., examples=...)``; ``p`` is a plain
+    :class:`argparse.ArgumentParser`: add arguments and sub-commands to it and
+    ``p.set_defaults(func=run)``, where ``run(args)`` returns the exit status.
+    ``commands.config_options(p)`` adds the usual ``--config DIR`` and
+    ``--data-dir``; in ``run`` use :func:`gateway.command_setup.load_command_config`
+    and :func:`gateway.command_setup.open_command_index`. Import what the command
+    needs inside ``run`` so that ``--help`` stays fast. A name taken by the core
+    or by another plugin is refused (that plugin is named, the rest of the command
+    line works). Returns nothing.
     """
 
 

@@ -22,6 +22,8 @@ from gateway.metrics import METRICS
 from gateway.services import BackendRegistry, ServiceRegistry
 
 ENTRY_POINT_GROUP = "dicom_gateway"
+#: The distribution that holds the built-in plugins (plugins/pyproject.toml).
+BUILTIN_DIST = "dicom-gateway-plugins"
 log = logging.getLogger("gateway.plugins")
 
 
@@ -68,19 +70,29 @@ class PluginHost:
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------
-    def load(self) -> "PluginHost":
+    def load(self, registrations: bool = True) -> "PluginHost":
+        """Import and register every plugin; with ``registrations`` also collect
+        their services and backends (the command line needs only their commands)."""
         for ep in _entry_points():
             if ep.name in self.disabled:
                 log.info("plugin disabled by config", extra={"plugin": ep.name})
                 continue
             dist = ep.dist
-            self._register(ep.name, ep.load(), dist.name if dist else "?", dist.version if dist else "?")
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin is left out, named, never fatal
+                log.error("plugin failed to load; leaving it out", exc_info=exc, extra={"plugin": ep.name})
+                METRICS.inc("gateway_plugin_errors_total", hook="load", plugin=ep.name)
+                self.failed[ep.name] = f"import {ep.value}: {type(exc).__name__}: {exc}"
+                continue
+            self._register(ep.name, plugin, dist.name if dist else "?", dist.version if dist else "?")
         for module in self.extra_modules:
             name = module.rsplit(".", 1)[-1]
             if name in self.disabled:
                 continue
             self._register(name, importlib.import_module(module), "(config)", "-")
-        self._collect_registrations()
+        if registrations:
+            self._collect_registrations()
         return self
 
     def register(self, name: str, plugin: Any) -> None:
@@ -95,30 +107,38 @@ class PluginHost:
         self.infos[name] = PluginInfo(name, module, dist, version, hooks)
 
     def _collect_registrations(self, only: str | None = None) -> None:
-        # Historic hooks would call every plugin at once; we call them one
-        # plugin at a time so each registration is attributed to its plugin.
-        for name, plugin in self.pm.list_name_plugin():
-            if only is not None and name != only:
+        for hook, registry in (
+            ("gateway_register_services", self.services),
+            ("gateway_register_storage_backends", self.storage_backends),
+        ):
+            self.collect(hook, registry, only=only)
+
+    def collect(self, hook: str, registry: Any, *, arg: str = "registry", only: str | None = None) -> None:
+        """Call a registration hook one plugin at a time (historic hooks would call
+        them all at once), so each registration is attributed to its plugin:
+        ``registry._current_plugin`` names it while its implementation runs. A
+        plugin that cannot register is unloaded and named in ``failed``, not fatal."""
+        # The built-ins register first, so a third-party plugin that takes a name
+        # they use is the one refused, whatever its entry-point name sorts as.
+        ordered = sorted(self.pm.list_name_plugin(),
+                         key=lambda np: getattr(self.infos.get(np[0]), "distribution", None) != BUILTIN_DIST)
+        for name, plugin in ordered:
+            if (only is not None and name != only) or not self._implements(plugin, hook):
                 continue
-            for hook, registry in (
-                ("gateway_register_services", self.services),
-                ("gateway_register_storage_backends", self.storage_backends),
-            ):
-                if not self._implements(plugin, hook):
-                    continue
-                registry._current_plugin = name
-                try:
-                    getattr(plugin, hook)(registry=registry)
-                except Exception as exc:
-                    # A plugin that cannot register is left out, not fatal.
-                    log.error("plugin failed to register; unloading it", exc_info=exc,
-                              extra={"plugin": name, "hook": hook})
-                    METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=name)
-                    self.pm.unregister(plugin)
-                    self.failed[name] = f"{hook}: {exc!r}"
-                    break
-                finally:
-                    registry._current_plugin = ""
+            registry._current_plugin = name
+            try:
+                getattr(plugin, hook)(**{arg: registry})
+            except Exception as exc:
+                log.error("plugin failed to register; unloading it", exc_info=exc,
+                          extra={"plugin": name, "hook": hook})
+                METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=name)
+                forget = getattr(registry, "forget", None)
+                if forget is not None:  # what it added before it failed goes too
+                    forget(name)
+                self.pm.unregister(plugin)
+                self.failed[name] = f"{hook}: {type(exc).__name__}: {exc}"
+            finally:
+                registry._current_plugin = ""
 
     def _implements(self, plugin: Any, hook: str) -> bool:
         return any(i.plugin is plugin for i in getattr(self.pm.hook, hook).get_hookimpls())

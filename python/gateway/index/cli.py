@@ -1,6 +1,6 @@
 """``dicom-gateway ls``: print what the index holds as a tree.
 
-The lead wires it into ``gateway.cli``::
+:mod:`gateway.cli.core` adds it to the command line::
 
     p = sub.add_parser("ls", help="list patients, studies and series in the index",
                        epilog=LS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,8 +1,6 @@
-"""`dicom-gateway`: the operator's command line (DESIGN §6).
-
-Options follow DCMTK's vocabulary where our users already know it
-(``--aet``/``--aec`` as in echoscu, STYLE 14).
-"""
+"""The core's commands: serve, config, convert, ls, import, plugins, route,
+conformance, version. Options follow DCMTK's vocabulary where our users
+already know it (STYLE 14)."""
 
 from __future__ import annotations
 
@@ -11,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.registry import CommandRegistry
 from gateway.command_setup import load_command_config, open_command_index
 
 EXAMPLES = """examples:
@@ -39,25 +38,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.supervisor import Supervisor
 
     return Supervisor(config, config_dir, overrides).run()
-
-
-def _cmd_echo(args: argparse.Namespace) -> int:
-    from gateway.net.scu import AssociationFailed, Peer, echo
-    from gateway.status import category
-
-    peer = Peer(args.host, args.port, called_ae=args.aec, calling_ae=args.aet, timeout=args.timeout)
-    try:
-        results = echo(peer, repeat=args.repeat)
-    except AssociationFailed as exc:
-        print(f"C-ECHO from {args.aet}: {exc}", file=sys.stderr)
-        return 2 if exc.kind == "rejected" else 3
-    worst = 0
-    for r in results:
-        print(f"C-ECHO {args.aet} -> {args.aec}@{args.host}:{args.port}: "
-              f"{category(r.status)} (0x{r.status:04X}) in {r.seconds * 1000:.1f} ms")
-        if r.status != 0:
-            worst = 1
-    return worst
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -165,13 +145,10 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dicom-gateway", description="DICOM gateway for PET/CT and nuclear medicine.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("serve", help="run the gateway in the foreground")
+def register(commands: CommandRegistry) -> None:
+    """The core's own commands: running the gateway, its config, its archive and
+    index, its plugins and the conformance statement generated from them."""
+    p = commands.add_parser("serve", help="run the gateway in the foreground")
     p.add_argument("--config", metavar="DIR", help="config directory (default: embedded defaults)")
     p.add_argument("--port", type=int, help="port of the first listener")
     p.add_argument("--ae-title", help="local AE title")
@@ -179,65 +156,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes sharing each port")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("echo", help="C-ECHO a peer (VER-2), like echoscu",
-                       epilog="example: dicom-gateway echo pacs.local 104 --aec PACS",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("--aet", "-aet", default="DICOM_GATEWAY", help="calling AE title (default DICOM_GATEWAY)")
-    p.add_argument("--aec", "-aec", default="ANY-SCP", help="called AE title (default ANY-SCP)")
-    p.add_argument("--repeat", type=int, default=1, help="C-ECHOs on the one association")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect/ACSE/DIMSE")
-    p.set_defaults(func=_cmd_echo)
-
-    p = sub.add_parser("convert", help="convert files or folders to another transfer syntax",
-                       epilog="example: dicom-gateway convert in/ out/ --syntax explicit-be",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = commands.add_parser("convert", help="convert files or folders to another transfer syntax",
+                            examples="dicom-gateway convert in/ out/ --syntax explicit-be")
     p.add_argument("inputs", nargs="+", metavar="IN", help="files or folders")
     p.add_argument("output", metavar="OUT", help="output file (one input file) or folder")
     p.add_argument("--syntax", required=True, help="implicit | explicit-le | explicit-be (or a UID)")
     p.set_defaults(func=_cmd_convert)
 
-    from gateway.send_cli import add_send_parser
-
-    add_send_parser(sub)
-
     from gateway.index.cli import LS_EXAMPLES, add_ls_arguments
 
-    p = sub.add_parser("ls", help="list patients, studies and series in the index (a tree with counts)",
-                       epilog=LS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="DIR")
-    p.add_argument("--data-dir", help="data directory (default from config)")
+    p = commands.add_parser("ls", help="list patients, studies and series in the index (a tree with counts)",
+                            epilog=LS_EXAMPLES)
+    commands.config_options(p)
     add_ls_arguments(p)
     p.set_defaults(func=_cmd_ls)
 
-    p = sub.add_parser("import", help="import DICOM files or folders into the archive (no DICOMDIR needed)",
-                       epilog="example: dicom-gateway import /media/cdrom /tmp/export/CT_0001.dcm",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = commands.add_parser("import", help="import DICOM files or folders into the archive (no DICOMDIR needed)",
+                            examples="dicom-gateway import /media/cdrom /tmp/export/CT_0001.dcm")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--config", metavar="DIR")
-    p.add_argument("--data-dir", help="data directory (default from config)")
+    commands.config_options(p)
     p.set_defaults(func=_cmd_import)
 
-    from gateway.queue_cli import add_queue_parser
-
-    def _config_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--config", metavar="DIR")
-        q.add_argument("--data-dir", help="data directory (default from config)")
-
-    add_queue_parser(sub, _config_options)
-
-    p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
+    p = commands.add_parser("plugins", help="list plugins, versions and the hooks they implement")
     p.add_argument("--config", metavar="DIR")
     p.set_defaults(func=_cmd_plugins)
 
-    p = sub.add_parser("config", help="configuration tools")
+    p = commands.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     c = csub.add_parser("check", help="validate a config directory without running it")
     c.add_argument("dir")
     c.set_defaults(func=_cmd_config_check)
 
-    p = sub.add_parser("route", help="routing tools")
+    p = commands.add_parser("route", help="routing tools")
     rsub = p.add_subparsers(dest="route_command", required=True, metavar="SUBCOMMAND")
     r = rsub.add_parser("test", help="show which routing rules match DICOM files, and why",
                         epilog="example: dicom-gateway route test --config /etc/dicom-gateway "
@@ -250,51 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", default="127.0.0.1", help="sender's address to assume (default 127.0.0.1)")
     r.set_defaults(func=_cmd_route_test)
 
-    p = sub.add_parser("conformance", help="print the conformance statement generated from the loaded services")
+    p = commands.add_parser("conformance", help="print the conformance statement generated from the loaded services")
     p.add_argument("--config", metavar="DIR")
     p.set_defaults(func=_cmd_conformance)
 
-    from gateway.commit_cli import add_commit_parser
-
-    add_commit_parser(sub)
-
-    p = sub.add_parser("version", help="print versions")
+    p = commands.add_parser("version", help="print versions")
     p.set_defaults(func=_cmd_version)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one command. When the reader of stdout goes away (``dicom-gateway queue ls
-    | head``) the command ends quietly with status 141, as a program killed by
-    SIGPIPE does in a shell (128 + 13; what ``set -o pipefail`` sees from
-    ``seq 100000 | head -1`` too), not with a BrokenPipeError traceback."""
-    import os
-    import select
-
-    try:
-        try:
-            args = build_parser().parse_args(argv)  # --help prints, then SystemExit(0)
-            return int(args.func(args) or 0)
-        finally:
-            if sys.stdout is not None:
-                sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
-    except BrokenPipeError:
-        try:
-            fd = sys.stdout.fileno()
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT)
-            closed = any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
-        except (AttributeError, OSError, ValueError):
-            closed = False
-        if not closed:
-            raise  # a broken connection to a peer, not our reader: report it as before
-        # Python docs (signal, "Note on SIGPIPE"): point stdout at devnull so the
-        # flush at interpreter exit does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-        return 141
-
-
-if __name__ == "__main__":
-    sys.exit(main())

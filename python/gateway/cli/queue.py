@@ -30,10 +30,11 @@ RETRYABLE = ("dead", "failed", "held")
 DROPPABLE = ("pending", "waiting", "held", "dead", "failed", "done")
 
 
-def add_queue_parser(sub: Any, common: Any) -> None:
-    """Register `queue` and its subcommands; ``common(parser)`` adds --config/--data-dir."""
-    p = sub.add_parser("queue", help="list, retry or drop forward jobs (the durable forward queue)",
-                       epilog=QUEUE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+def register(commands: Any) -> None:
+    """`queue` and its subcommands (the forward queue is the core's, decision 0004)."""
+    common = commands.config_options
+    p = commands.add_parser("queue", help="list, retry or drop forward jobs (the durable forward queue)",
+                            epilog=QUEUE_EXAMPLES)
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="SUBCOMMAND")
 
     q = qsub.add_parser("ls", help="list jobs (newest last), or a summary per destination",
