@@ -181,3 +181,60 @@ def test_conformance_statement_is_generated_from_the_registry(tmp_path):
     assert "| CT Image Storage | 1.2.840.10008.5.1.4.1.1.2 | storage |" in text
     assert "1.2.840.113619.4.27" in text and "proposer's order" in text
     assert "1.2.826.0.1.3680043.10.1472.99.1 | bytecheck" in text  # a plugin's service appears with no core change
+
+
+def test_scu_role_services_are_in_the_registry_and_the_conformance_statement(tmp_path):
+    """Issue 11.2: SCU roles are registered services, found by name through the
+    registry (the send command and the forward sender use them so) and listed in
+    the generated statement with what they propose and their role selection."""
+    from gateway.conformance import render
+    from gateway.config import load_config
+    from gateway.plugins import load_host
+
+    config = load_config(None, {"data_dir": str(tmp_path / "d")})
+    host = load_host()
+    services = host.services
+    assert sorted(s.name for s in services.scu_services()) == ["storage-commitment-scu", "storage-scu", "verification"]
+    assert callable(services.scu("storage-scu").client.send)
+    assert callable(services.scu("storage-commitment-scu").client.request)
+    assert services.scu("verification").role == "both"
+    try:
+        services.scu("storage")  # the SCP is not an SCU
+    except LookupError as exc:
+        assert str(exc) == ("no SCU service named 'storage' "
+                            "(registered: storage-commitment-scu, storage-scu, verification)")
+    else:
+        raise AssertionError("the Storage SCP was returned as an SCU")
+    text = render(config, host)
+    scu = text.split("## SOP classes (SCU)", 1)[1]
+    assert ("| CT Image Storage | 1.2.840.10008.5.1.4.1.1.2 | storage-scu | Explicit VR Little Endian, "
+            "Implicit VR Little Endian, Explicit VR Big Endian |") in scu
+    assert "| Verification SOP Class | 1.2.840.10008.1.1 | verification | Implicit VR Little Endian |" in scu
+    assert "| Storage Commitment Push Model SOP Class | 1.2.840.10008.1.20.1 | storage-commitment-scu |" in scu
+    assert "with an SCP/SCU role selection item for the SCU role" in scu
+    assert "Proposes no SCP/SCU role selection" in scu.split("### storage-scu", 1)[1]
+    assert "- **storage-scu** (storage, SCU)." in text
+
+
+def test_a_plugin_for_another_hook_api_major_is_left_out_and_named():
+    import types
+
+    from gateway.hookspecs import API_VERSION, hookimpl
+
+    def make(api):
+        mod = types.ModuleType(f"api{api}_plugin")
+        mod.GATEWAY_PLUGIN_API = api
+
+        @hookimpl
+        def gateway_config_loaded(config):
+            return []
+
+        mod.gateway_config_loaded = gateway_config_loaded
+        return mod
+
+    host = PluginHost()
+    ours = int(API_VERSION.split(".")[0])
+    host._register("current", make(ours), "demo", "1")
+    host._register("future", make(ours + 1), "demo", "1")
+    assert [p.name for p in host.list()] == ["current"]
+    assert host.failed == {"future": f"written for hook API {ours + 1}, this gateway has {API_VERSION}"}

@@ -38,6 +38,16 @@ class StorageCommitmentSCU:
                                        peer=peer)
 
 
+class CommitmentClient:
+    """What the sender (and any plugin) calls to request storage commitment."""
+
+    def request(self, destination: Any, sent: list[tuple[str, str, str]], index: Any, config: Any) -> str | None:
+        """Record a transaction for ``sent`` (SOP Class, SOP Instance, Study
+        Instance UIDs) and send its N-ACTION; the Transaction UID. See
+        :func:`gateway.net.commitment.request_commitment`."""
+        return sc.request_commitment(destination, sent, index, config)
+
+
 @hookimpl
 def gateway_register_services(registry: Any) -> None:
     registry.add(Service(
@@ -45,6 +55,14 @@ def gateway_register_services(registry: Any) -> None:
         sop_classes=(sc.STORAGE_COMMITMENT_PUSH_MODEL,),
         handler=StorageCommitmentSCU(),
         role="scu",
+        client=CommitmentClient(),
+        scu_behaviour=(
+            "Proposes Storage Commitment Push Model with Explicit VR LE, Implicit VR LE and Explicit VR BE, "
+            "with an SCP/SCU role selection item for the SCU role, plus Verification (SND-8)",
+            "N-ACTION (Action Type 1) to the destination's commitment AE; the N-EVENT-REPORT is accepted on "
+            "that association within report_wait seconds, or later on a new association where the SCP "
+            "proposes the SCP role, which every listener accepts",
+        ),
         description="Storage Commitment Push Model SCU: N-EVENT-REPORT results on a new association (SND-8)",
     ))
 

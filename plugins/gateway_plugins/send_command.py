@@ -249,7 +249,7 @@ class _Reporter:
 
 def send_command(args: argparse.Namespace) -> int:
     from gateway.config import ConfigError, load_config
-    from gateway.net.storescu import resolve_destination, send_items
+    from gateway.plugins import load_host
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else None
     try:
@@ -261,8 +261,10 @@ def send_command(args: argparse.Namespace) -> int:
     if sources != 1:
         print("dicom-gateway send: give either PATH... or --study/--series UID (one kind of source)", file=sys.stderr)
         return 2
+    host = load_host(config.disabled_plugins, config.plugins.modules)
     try:
-        dest = resolve_destination(args.destination, config)
+        scu = host.services.scu("storage-scu").client  # found as any plugin finds it
+        dest = scu.destination(args.destination, config)
     except LookupError as exc:
         print(f"dicom-gateway send: {exc}", file=sys.stderr)
         return 2
@@ -286,12 +288,7 @@ def send_command(args: argparse.Namespace) -> int:
     for path, why in bad:
         rep.unsendable(path, why)
     if items:
-        from gateway.outgoing import outgoing_transform
-        from gateway.plugins import load_host
-
-        transform = outgoing_transform(load_host(config.disabled_plugins, config.plugins.modules), config)
-        send_items(dest, items, config, on_result=rep.result, on_state=rep.state, on_start=rep.start,
-                   transform=transform)
+        scu.send(dest, items, config, on_result=rep.result, on_state=rep.state, on_start=rep.start, host=host)
     rep.summary()
     return 1 if rep.failed else 0
 

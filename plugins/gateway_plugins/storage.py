@@ -32,6 +32,7 @@ from gateway.metrics import METRICS
 from gateway.routing import association_key, header_loader
 from gateway.services import Service
 from gateway.status import Status
+from gateway_plugins import storage_scu
 
 log = logging.getLogger("gateway.storage")
 dictionaries.register()
@@ -417,6 +418,7 @@ def gateway_register_services(registry: Any) -> None:
         syntax_policy=_syntax_policy,
         description="Storage SCP (STO-1..STO-11)",
     ))
+    registry.add(storage_scu.service(_sop_classes))
 
 
 @hookimpl

@@ -29,8 +29,22 @@ def gateway_register_services(registry):
         name="verification",
         sop_classes=(VERIFICATION_SOP_CLASS,),
         handler=VerificationSCP(),
-        description="Verification SCP (VER-1)",
+        role="both",
+        client=VerificationSCU(),
+        scu_transfer_syntaxes=("1.2.840.10008.1.2",),
+        scu_behaviour=("Proposes Verification with Implicit VR LE, which every SCP accepts; no SCP/SCU "
+                       "role selection; releases after the response (VER-2)",),
+        description="Verification SCP (VER-1) and SCU (VER-2, `dicom-gateway echo`)",
     ))
+
+
+class VerificationSCU:
+    def echo(self, peer, repeat: int = 1):
+        """C-ECHO ``peer`` (:class:`gateway.net.scu.Peer`) ``repeat`` times on one
+        association; a list of ``EchoResult``. AssociationFailed when it cannot."""
+        from gateway.net.scu import echo
+
+        return echo(peer, repeat=repeat)
 
 
 @hookimpl

@@ -61,31 +61,41 @@ def render(config: Any, host: Any) -> str:
     ]
     for svc in sorted(host.services.services.values(), key=lambda s: s.name):
         ops = ", ".join(op.upper().replace("_", "-") for op in svc.operations())
-        lines.append(f"- **{svc.name}** ({svc.plugin}): {ops}. {svc.description}")
+        role = {"scp": "SCP", "scu": "SCU", "both": "SCP and SCU"}[svc.role]
+        lines.append(f"- **{svc.name}** ({svc.plugin}, {role}){': ' + ops if ops else ''}. {svc.description}")
+    lines += _scu_section(config, host)
     lines += _export_section(config)
     return "\n".join(lines) + "\n"
 
 
+def _scu_section(config: Any, host: Any) -> list[str]:
+    """Every service in the SCU role, from the registry: SOP classes, the
+    syntaxes it proposes and how it negotiates (its ``scu_behaviour``)."""
+    lines = ["", "## SOP classes (SCU)", "",
+             "| SOP class | UID | service | transfer syntaxes proposed |", "| --- | --- | --- | --- |"]
+    scus = host.services.scu_services()
+    for svc in scus:
+        proposed = svc.scu_transfer_syntaxes or svc.transfer_syntaxes
+        syntaxes = ", ".join(SYNTAX_NAMES.get(ts, ts) for ts in proposed)
+        for uid in sorted(svc.resolve_sop_classes(config)):
+            lines.append(f"| {_sop_name(uid)} | {uid} | {svc.name} | {syntaxes} |")
+    for svc in scus:
+        lines += ["", f"### {svc.name} ({svc.plugin})", *(f"- {line}" for line in svc.scu_behaviour)]
+    return lines
+
+
 def _export_section(config: Any) -> list[str]:
-    """The Storage SCU (export) as configured: SND-1..SND-8, CFG-2."""
+    """How forwarding (the core's queue and sender, decision 0004) uses the
+    Storage SCU, as configured: SND-6..SND-8, CFG-2."""
     f = config.forwarding
     lines = [
         "",
-        "## Storage SCU (export, SND-1..SND-8)",
-        "- Proposes each needed storage SOP class with Implicit VR LE, Explicit VR LE and Explicit VR BE, "
-        "plus the object's stored syntax (SND-1); Verification with Implicit VR LE",
-        "- Sends in the first accepted of Explicit VR LE > Explicit VR BE > Implicit VR LE, converting in Rust "
-        "when stored otherwise (SND-2); a route may prefer another accepted syntax",
-        "- Many C-STOREs per association (SND-3); a SOP class the peer did not accept: the object is "
-        "failed and skipped (SND-4)",
-        "- Refused (A7xx): the association ends and the object is retried later; another failure: the "
-        "object is failed and the rest continue on a new association; Warning (Bxxx): sent, logged (SND-5)",
+        "## Forwarding (SND-6..SND-8)",
         "- Association, DIMSE and session timers per destination; expiry aborts and fails the operation (SND-6)",
         f"- Durable queue: retries with exponential backoff ({f.backoff_initial:g} s doubling to "
         f"{f.backoff_max:g} s, jittered), dead letter after {f.max_attempts} tries, circuit breaker after "
         f"{f.breaker_threshold} failed associations; at-least-once delivery",
-        "- Storage Commitment Push Model SCU (1.2.840.10008.1.20.1) when a destination requests it: "
-        "N-ACTION, N-EVENT-REPORT on the same or a new association (SND-8)",
+        "- Storage commitment (storage-commitment-scu) after each batch to a destination that requests it (SND-8)",
         "",
     ]
     if config.remotes:

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from gateway.services import BackendRegistry, ServiceRegistry
 
 PROJECT = "gateway"
+
+#: The hook API's version, MAJOR.MINOR. A minor version adds hooks, or
+#: arguments to a hook (an implementation takes only the arguments it names,
+#: so it keeps working) and may deprecate; only a major version removes or
+#: changes one. A plugin may state the major version it was written for as
+#: ``GATEWAY_PLUGIN_API = 1`` in its module; another major is left out, named.
+#: Policy: docs/plugins.md, "Versions and deprecation".
+API_VERSION = "1.0"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -44,7 +52,10 @@ def gateway_register_services(registry: "ServiceRegistry") -> None:
     classes (or a callable of the config returning them), its role and
     transfer syntaxes, and a handler object with one method per DIMSE
     operation it serves (``c_echo``, ``c_store``, …). Presentation contexts
-    and the conformance statement are built from this registry.
+    and the conformance statement are built from this registry. A service
+    in the SCU role (``role="scu"`` or ``"both"``) also gives the ``client``
+    through which the core and other plugins act as that SCU
+    (``registry.scu(name).client``) and ``scu_behaviour``, what it proposes.
 
     Returns nothing.
     """

@@ -101,6 +101,15 @@ class PluginHost:
         self._collect_registrations(only=name)
 
     def _register(self, name: str, plugin: Any, dist: str, version: str) -> None:
+        wanted = getattr(plugin, "GATEWAY_PLUGIN_API", None)
+        ours = int(hookspecs.API_VERSION.split(".")[0])
+        if wanted is not None and wanted != ours:
+            # A hook it implements may have changed meaning: leave it out, named.
+            log.error("plugin written for another hook API major version; leaving it out",
+                      extra={"plugin": name, "wanted": wanted, "api": hookspecs.API_VERSION})
+            METRICS.inc("gateway_plugin_errors_total", hook="load", plugin=name)
+            self.failed[name] = f"written for hook API {wanted}, this gateway has {hookspecs.API_VERSION}"
+            return
         self.pm.register(plugin, name=name)
         hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
         module = getattr(plugin, "__name__", type(plugin).__module__)

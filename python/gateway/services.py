@@ -39,8 +39,20 @@ class Service:
     #: Explicit LE > Explicit BE > Implicit LE); "proposer" takes the first of
     #: the peer's syntaxes we support (GENIE). May be a callable of the config.
     syntax_policy: str | Callable[[Any], str] = "acceptor"
+    #: "scp" serves requests, "scu" makes them (Storage SCU, Storage Commitment
+    #: SCU, Q/R SCU, Print SCU), "both" does each.
     role: str = "scp"
     description: str = ""
+    #: For the SCU role: the object through which the core and other plugins act
+    #: as this SCU (the Storage SCU's ``send``, …); found with
+    #: :meth:`ServiceRegistry.scu`. Its methods are the service's own API.
+    client: Any = None
+    #: For the SCU role: what it proposes — presentation contexts, transfer
+    #: syntax order, SCP/SCU role selection — one line each, as the generated
+    #: conformance statement shows them.
+    scu_behaviour: tuple[str, ...] = ()
+    #: For the SCU role, when it proposes other syntaxes than it accepts as SCP.
+    scu_transfer_syntaxes: tuple[str, ...] = ()
     # Name of the plugin that registered it (filled in by the registry).
     plugin: str = ""
 
@@ -93,6 +105,20 @@ class ServiceRegistry:
             for uid in service.resolve_sop_classes(config):
                 table.setdefault(uid, []).append(service)
         return table
+
+    def scu(self, name: str) -> Service:
+        """The SCU-role service called ``name`` (e.g. ``"storage-scu"``), for the
+        core and for plugins that act through it (a C-MOVE's sub-operations go
+        out through the Storage SCU). LookupError names the ones there are."""
+        service = self.services.get(name)
+        if service is None or service.role == "scp":
+            known = ", ".join(sorted(s.name for s in self.scu_services())) or "none"
+            raise LookupError(f"no SCU service named {name!r} (registered: {known})")
+        return service
+
+    def scu_services(self) -> list[Service]:
+        """Services that act as SCU, in registration order."""
+        return [s for s in self.services.values() if s.role in ("scu", "both")]
 
     def find(self, config: Any, operation: str, abstract_syntax: str) -> Service | None:
         """Who handles a request: an SCP service of the SOP class; else, for the

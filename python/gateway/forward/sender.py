@@ -702,9 +702,15 @@ class DestinationWorker(threading.Thread):
         if not sent or not getattr(dest, "request_storage_commitment", False):
             return
         try:
-            from gateway.net.commitment import request_commitment
-
-            request_commitment(dest, sent, self.service.index, self.service.config)
+            # Through the registry, as any plugin would: with the commitment plugin
+            # disabled there is no Storage Commitment SCU and nothing is requested.
+            client = self.service.plugins.services.scu("storage-commitment-scu").client
+        except (AttributeError, LookupError) as exc:
+            log.warning("storage commitment requested but no Storage Commitment SCU is loaded; objects stay sent",
+                        extra={"destination": self.destination, "error": str(exc)})
+            return
+        try:
+            client.request(dest, sent, self.service.index, self.service.config)
         except Exception as exc:
             METRICS.inc("gateway_forward_errors_total", where="commitment")
             log.error("storage commitment request failed; the objects stay sent", exc_info=exc,
