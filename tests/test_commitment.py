@@ -478,5 +478,5 @@ def test_bad_settings_are_reported(tmp_path):
     from gateway.runtime import PluginConfigError, build_runtime
 
     config = load_config(make_config(tmp_path, max_resends=-1))
-    with pytest.raises(PluginConfigError, match=r"commitment.toml: key 'max_resends'"):
+    with pytest.raises(PluginConfigError, match=r"commitment.toml:\d+: key 'max_resends'"):
         build_runtime(config, 1, load_host(config.disabled_plugins, config.plugins.modules))

@@ -105,9 +105,12 @@ def test_sigterm_finishes_inflight_operation(inprocess_gateway, tmp_path):
     port = free_port()
     gw = inprocess_gateway(basic_toml(port, tmp_path / "d", modules=["misbehave"], extra_node="plugin_timeout = 3.0"))
     result = {}
+    import misbehave
+
+    misbehave.HANGING_STARTED.clear()
     t = threading.Thread(target=lambda: result.setdefault("status", _store(port, HANGING)))
     t.start()
-    time.sleep(0.5)
+    assert misbehave.HANGING_STARTED.wait(20), "the C-STORE never reached the service"
     gw.worker.shutdown(grace=10)
     t.join(15)
     assert result.get("status") == 0xC001  # answered (after the 3 s budget), not cut off

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
 
 from gateway.hookspecs import hookimpl
 from gateway.messages import EventReportRequest
@@ -69,12 +68,12 @@ def gateway_register_services(registry: Any) -> None:
 
 @hookimpl
 def gateway_config_loaded(config: Any) -> list[str]:
+    from gateway.config import PluginSettingsError
+
     try:
-        sc.settings_of(config)
-    except ValidationError as exc:
-        doc = config.plugin_files.get("commitment")
-        where = doc.file if doc else "plugins/commitment.toml"
-        return [f"{where}: key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors()]
+        config.plugin_settings_as("commitment", sc.CommitmentSettings)
+    except PluginSettingsError as exc:
+        return exc.problems
     return []
 
 

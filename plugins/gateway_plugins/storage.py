@@ -21,13 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import dictionaries
 from gateway.hookspecs import hookimpl
 from gateway.index import FileRecord, Index, IndexUnavailable, UnreadableDataset, shared_index
 from gateway.index.attrs import scan_instance
-from gateway.messages import DatasetPayload, Rejection, Response, RoutedInstance, StoreRequest
+from gateway.messages import DatasetPayload, IndexedInstance, Rejection, Response, RoutedInstance, StoreRequest
 from gateway.metrics import METRICS
 from gateway.routing import association_key, header_loader
 from gateway.services import Service
@@ -340,6 +340,8 @@ class StorageSCP:
                     METRICS.inc("gateway_forward_jobs_queued_total", len(decision.plans))
             METRICS.inc("gateway_instances_stored_total", sop_class=attrs.sop_class_uid)
             METRICS.inc("gateway_stored_bytes_total", size)
+            if request.plugins is not None:
+                _tell_plugins(request, attrs, syntax, backend, rel, config)
             # One line per stored instance, on the association's thread (logs add its id).
             log.info("instance stored", extra={
                 "calling_ae": request.association.calling_ae, "sop_class_uid": attrs.sop_class_uid,
@@ -348,6 +350,18 @@ class StorageSCP:
                 "ms": round((time.perf_counter() - started) * 1000, 2),
                 "replaced": stored.replaced is not None})
             return Status.SUCCESS
+
+
+def _tell_plugins(request: StoreRequest, attrs: Any, syntax: str, backend: Any, rel: str, config: Any) -> None:
+    """``gateway_instance_stored`` for the other plugins; a failing one is logged
+    and counted by the host, and the object stays stored and acknowledged."""
+    hook = request.plugins.pm.hook.gateway_instance_stored
+    if not hook.get_hookimpls():
+        return  # the common case costs one attribute lookup
+    locate = getattr(backend, "path", None)
+    request.plugins.notify("gateway_instance_stored", config=config, instance=IndexedInstance(
+        attrs.sop_instance_uid, attrs.sop_class_uid, attrs.study_instance_uid, attrs.series_instance_uid,
+        attrs.modality, syntax, Path(locate(rel)) if locate is not None else None, request.association))
 
 
 # Associations that stored something in this process, so their end can mark
@@ -423,12 +437,13 @@ def gateway_register_services(registry: Any) -> None:
 
 @hookimpl
 def gateway_config_loaded(config: Any) -> list[str]:
+    from gateway.config import PluginSettingsError
+
     try:
-        s = settings_of(config)
-    except ValidationError as exc:
-        doc = config.plugin_files.get("storage")
-        where = doc.file if doc else "plugins/storage.toml"
-        return [f"{where}: key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors()]
+        config.plugin_settings_as("storage", StorageSettings)  # problems as file:line: key
+    except PluginSettingsError as exc:
+        return exc.problems
+    s = settings_of(config)
     storage_root(config, s).mkdir(parents=True, exist_ok=True)
     return []
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from gateway.cli.registry import CommandRegistry
     from gateway.index import FileRecord
     from gateway.messages import (AssociationInfo, AssociationRequest, Rejection, Response, RoutedInstance,
-                                  SeriesInfo, StoreRequest)
+                                  IndexedInstance, SeriesInfo, StoreRequest)
     from gateway.services import BackendRegistry, ServiceRegistry
 
 PROJECT = "gateway"
@@ -145,6 +145,35 @@ def gateway_instance_received(request: "StoreRequest") -> "Response | int | None
     a failure :class:`gateway.messages.Response` (or status code) to refuse
     the instance with that status, or ``None`` to continue. The first
     non-``None`` result wins (firstresult).
+    """
+
+
+@hookspec
+def gateway_instance_stored(instance: "IndexedInstance", config: Any) -> None:
+    """An object was stored and indexed; observe it (derive data, keep your own table).
+
+    Called by the storage service in the association's thread, after the
+    file and its index row are committed and before the peer gets Success, for
+    every new or replaced object (not for a byte-identical resend, STO-6); also
+    for ``dicom-gateway import``. ``instance.path`` is the stored file: read it,
+    never change it. Do not block here — every object of the association waits:
+    hand work to a thread of your own and keep what you derive in a table of
+    your own (``sqlalchemy.MetaData`` with ``create_all(checkfirst=True)`` on
+    the index, as the template plugin in ``examples/suv-plugin`` does). An
+    implementation that raises is logged and counted; the object stays stored.
+    Returns nothing.
+    """
+
+
+@hookspec
+def gateway_ls_columns(level: str, uids: list[str], config: Any) -> "dict[str, dict[str, str]] | None":
+    """Add columns to ``dicom-gateway ls``.
+
+    Called once per ``ls`` with ``level`` ``"series"`` and the Series Instance
+    UIDs about to be shown, in the command's process. Return ``{column name:
+    {uid: text}}`` for the series you have something to say about (one query,
+    not one per UID); ``ls`` prints ``name text`` on those series' lines.
+    Return ``None`` or ``{}`` for nothing.
     """
 
 

@@ -121,7 +121,7 @@ def import_paths(paths: Iterable[str | os.PathLike], runtime: Any,
                 continue
             request = StoreRequest(who, PresentationContextInfo(0, sop_class, syntax), n, config,
                                    sop_class_uid=sop_class, sop_instance_uid=sop_instance,
-                                   payload=DatasetPayload(data=data), router=runtime.router)
+                                   payload=DatasetPayload(data=data), router=runtime.router, plugins=host)
             answer = host.call("gateway_instance_received", request=request)
             if answer is None:
                 answer = service.handler.c_store(request)

@@ -159,6 +159,25 @@ class StoreRequest(DimseRequest):
     #: asks it for a plan and records the plan in its index transaction, so the
     #: forward jobs commit with the instance (DESIGN §2). None: no forwarding.
     router: Any = None
+    #: The config generation's plugin host: a storage service tells the other
+    #: plugins what it stored through it (``gateway_instance_stored``).
+    plugins: Any = None
+
+
+@dataclass(frozen=True)
+class IndexedInstance:
+    """An object a storage service has stored and indexed (`gateway_instance_stored`)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str | None
+    transfer_syntax: str
+    #: The stored Part 10 file, to read (never to modify or move); None for a
+    #: backend without local files.
+    path: Path | None
+    association: AssociationInfo
 
 
 @dataclass

@@ -167,6 +167,20 @@ class PluginHost:
             log.error("plugin hook failed", exc_info=exc, extra={"hook": hook, "plugin": plugin})
             raise HookError(hook, plugin, exc) from exc
 
+    def call_each(self, hook: str, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, BaseException]]]:
+        """Call every implementation on its own, so one that raises costs only its
+        own answer: ([(plugin, result)], [(plugin, error)]); errors logged and counted."""
+        results: list[tuple[str, Any]] = []
+        failures: list[tuple[str, BaseException]] = []
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):  # pluggy's order: last registered first
+            try:
+                results.append((impl.plugin_name, impl.function(**{a: kwargs[a] for a in impl.argnames})))
+            except Exception as exc:
+                METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=impl.plugin_name)
+                log.error("plugin hook failed", exc_info=exc, extra={"hook": hook, "plugin": impl.plugin_name})
+                failures.append((impl.plugin_name, exc))
+        return results, failures
+
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Call an observation hook; failures are logged and swallowed."""
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from gateway.hookspecs import hookimpl
@@ -16,8 +17,14 @@ class Raising:
         raise RuntimeError("plugin bug on purpose")
 
 
+#: Set when a hanging C-STORE has reached the handler, so a test acts on an
+#: operation really in flight, however slow the machine.
+HANGING_STARTED = threading.Event()
+
+
 class Hanging:
     def c_store(self, request):
+        HANGING_STARTED.set()
         time.sleep(30)
         return 0
 

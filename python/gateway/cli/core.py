@@ -86,8 +86,23 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from gateway.index.cli import ls_command
+    from gateway.plugins import load_host
 
-    return ls_command(open_command_index(load_command_config(args), "ls", read_only=True), args)
+    config = load_command_config(args)
+    host = load_host(config.disabled_plugins, config.plugins.modules)
+
+    def columns(level: str, uids: list[str]) -> dict[str, dict[str, str]]:
+        merged: dict[str, dict[str, str]] = {}
+        answers, failures = host.call_each("gateway_ls_columns", level=level, uids=uids, config=config)
+        for plugin, exc in failures:  # the listing still prints, without that plugin's columns
+            print(f"dicom-gateway ls: columns of plugin {plugin!r} left out: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+        for _plugin, answer in answers:
+            for name, values in (answer or {}).items():
+                merged.setdefault(name, {}).update(values)
+        return merged
+
+    return ls_command(open_command_index(config, "ls", read_only=True), args, columns=columns)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

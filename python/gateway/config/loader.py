@@ -275,7 +275,7 @@ def load_config(directory: Path | str | None = None, overrides: dict[str, Any] |
             if kind == "plugins" and "enabled" in f.data and not isinstance(f.data["enabled"], bool):
                 issues.append(ConfigIssue(f.rel, line_of(f.lines, ("enabled",)), "enabled",
                                           f"must be true or false, got {f.data['enabled']!r}"))
-            extra[key][name] = Document(file=f.rel.as_posix(), line=1, name=name, body=f.data)
+            extra[key][name] = Document(file=f.rel.as_posix(), line=1, name=name, body=f.data, key_lines=f.lines)
 
     data = _copy(main.data)
     _apply_overrides(data, overrides or {})

@@ -145,6 +145,8 @@ class Document(_Model):
     line: int | None
     name: str
     body: dict[str, Any]
+    #: key path (as in ``body``) -> 1-based line in ``file``, for messages
+    key_lines: dict[tuple, int] = Field(default_factory=dict, repr=False)
 
 
 RouteRuleDoc = Document  # a [[rule]] table from routes/*.toml; its body is validated by the routing issue
@@ -214,3 +216,35 @@ class GatewayConfig(_Model):
         if doc is None:
             return {}
         return {k: v for k, v in doc.body.items() if k != "enabled"}
+
+    def plugin_settings_as(self, name: str, model: type[BaseModel]) -> Any:
+        """plugins/<name>.toml validated by the plugin's own pydantic ``model``.
+        :class:`PluginSettingsError` carries one ``file:line: key 'k': message``
+        per problem, what ``gateway_config_loaded`` returns to refuse the config."""
+        from pydantic import ValidationError
+
+        try:
+            return model.model_validate(self.plugin_settings(name))
+        except ValidationError as exc:
+            doc = self.plugin_files.get(name)
+            where = doc.file if doc else f"plugins/{name}.toml"
+            problems = []
+            for e in exc.errors():
+                loc = tuple(e["loc"])
+                line = None
+                if doc is not None:
+                    probe = loc
+                    while probe and line is None:
+                        line, probe = doc.key_lines.get(probe), probe[:-1]
+                at = f"{where}:{line}" if line else where
+                key = ".".join(str(p) for p in loc)
+                problems.append(f"{at}: key '{key}': {e['msg']}" if key else f"{at}: {e['msg']}")
+            raise PluginSettingsError(problems) from None
+
+
+class PluginSettingsError(ValueError):
+    """A plugin's settings file does not validate; ``problems`` are file:line: key lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

@@ -397,14 +397,8 @@ def _notify_each(host: Any, hook: str, **kwargs: Any) -> None:
     """Call every implementation of an observation hook on its own: one that raises
     is logged and counted (DESIGN §3) and neither stops the sender nor keeps the
     event from the other plugins (pluggy would stop at the first exception)."""
-    if host is None:
-        return
-    for impl in reversed(getattr(host.pm.hook, hook).get_hookimpls()):  # pluggy's order: last registered first
-        try:
-            impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except Exception as exc:
-            METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=impl.plugin_name)
-            log.error("plugin hook failed", exc_info=exc, extra={"hook": hook, "plugin": impl.plugin_name})
+    if host is not None:
+        host.call_each(hook, **kwargs)
 
 
 def _load_plugins(config: Any) -> Any:

@@ -55,7 +55,9 @@ def _v(value: Any, empty: str = "-") -> str:
     return empty if value in (None, "") else str(value)
 
 
-def format_tree(patients: list[PatientNode]) -> list[str]:
+def format_tree(patients: list[PatientNode], series_columns: Mapping[str, str] | None = None) -> list[str]:
+    """``series_columns``: text plugins add to a series' line, by Series Instance UID."""
+    series_columns = series_columns or {}
     lines: list[str] = []
     for p in patients:
         extra = ", ".join(x for x in (
@@ -79,13 +81,16 @@ def format_tree(patients: list[PatientNode]) -> list[str]:
                     f"{cont}{branch}#{_v(se.series_number)}  {_v(se.modality)}  "
                     f"{_v(se.series_description, '(no description)')}  {_v(se.series_date)}  "
                     f"{plural(se.number_of_instances, 'instance')}  "
-                    f"{se.series_instance_uid}")
+                    + (f"{series_columns[se.series_instance_uid]}  " if se.series_instance_uid in series_columns else "")
+                    + f"{se.series_instance_uid}")
     return lines
 
 
 def ls_command(index: Index | str, filters: Mapping[str, Any] | argparse.Namespace | None = None,
-               out: TextIO = sys.stdout) -> int:
-    """Print the tree of patients ▸ studies ▸ series matching ``filters``; returns the exit code."""
+               out: TextIO = sys.stdout,
+               columns: Callable[[str, list[str]], Mapping[str, Mapping[str, str]]] | None = None) -> int:
+    """Print the tree of patients ▸ studies ▸ series matching ``filters``; returns the exit code.
+    ``columns(level, uids)`` gives the plugins' extra columns (``gateway_ls_columns``)."""
     from gateway.index.store import Index, IndexUnavailable
 
     try:
@@ -94,7 +99,13 @@ def ls_command(index: Index | str, filters: Mapping[str, Any] | argparse.Namespa
     except IndexUnavailable as err:
         print(f"dicom-gateway ls: {err}", file=sys.stderr)
         return 2
-    for line in format_tree(patients):
+    extra: dict[str, str] = {}
+    if columns is not None:
+        uids = [se.series_instance_uid for p in patients for st in p.studies for se in st.series]
+        for name, values in columns("series", uids).items():
+            for uid, text in values.items():
+                extra[uid] = f"{extra[uid]}  {name} {text}" if uid in extra else f"{name} {text}"
+    for line in format_tree(patients, extra):
         out.write(line + "\n")
     n_studies = sum(len(p.studies) for p in patients)
     out.write(f"{plural(len(patients), 'patient')}, {plural(n_studies, 'study')} in {idx.location}\n")

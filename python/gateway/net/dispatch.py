@@ -164,6 +164,7 @@ def on_c_store(event: Any) -> int | Dataset:
         move_originator_message_id=rq.MoveOriginatorMessageID,
         payload=payload,
         router=event.assoc.gw_runtime.router,
+        plugins=event.assoc.gw_runtime.plugins,
     )
     return dispatch(event, "c_store", req)
 
