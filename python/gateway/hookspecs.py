@@ -158,8 +158,8 @@ def gateway_instance_stored(instance: "IndexedInstance", config: Any) -> None:
     for ``dicom-gateway import``. ``instance.path`` is the stored file: read it,
     never change it. Do not block here — every object of the association waits:
     hand work to a thread of your own and keep what you derive in a table of
-    your own (``sqlalchemy.MetaData`` with ``create_all(checkfirst=True)`` on
-    the index, as the template plugin in ``examples/suv-plugin`` does). An
+    your own (its own ``sqlalchemy.MetaData``, ``create_all(checkfirst=True)``
+    on the index engine; never the core's tables). An
     implementation that raises is logged and counted; the object stays stored.
     Returns nothing.
     """

@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 UNCOMPRESSED_SYNTAXES = (
     "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
@@ -161,6 +161,20 @@ class StoreRequest(DimseRequest):
     router: Any = None
     #: The config generation's plugin host: a storage service tells the other
     #: plugins what it stored through it (``gateway_instance_stored``).
+    plugins: Any = None
+
+
+@dataclass
+class IdentifierRequest(DimseRequest):
+    """A DIMSE request answered by a series of responses (C-FIND, and later
+    C-GET/C-MOVE): the Identifier as received, and whether the peer sent a
+    C-CANCEL-RQ for it. Generic: the core knows nothing of what the Identifier means."""
+
+    sop_class_uid: str = ""
+    priority: int = 0
+    identifier: Any = None  # None: it could not be decoded
+    is_cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
+    move_destination: str | None = None
     plugins: Any = None
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from pynetdicom import build_context
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.service_class import ServiceClass, StorageServiceClass, VerificationServiceClass
+from pynetdicom.service_class import (QueryRetrieveServiceClass, ServiceClass, StorageServiceClass,
+                                      VerificationServiceClass)
 from pynetdicom.sop_class import register_uid, uid_to_service_class
 
 # Which pynetdicom service class runs an operation for a UID pynetdicom does
@@ -14,6 +15,9 @@ from pynetdicom.sop_class import register_uid, uid_to_service_class
 _SERVICE_CLASS_FOR_OP = {
     "c_store": StorageServiceClass,
     "c_echo": VerificationServiceClass,
+    "c_find": QueryRetrieveServiceClass,
+    "c_move": QueryRetrieveServiceClass,
+    "c_get": QueryRetrieveServiceClass,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -22,6 +22,7 @@ from gateway.messages import (
     DatasetPayload,
     EchoRequest,
     EventReportRequest,
+    IdentifierRequest,
     PresentationContextInfo,
     Response,
     StoreRequest,
@@ -39,6 +40,7 @@ _FAILURE = {
     "c_echo": Status.PROCESSING_FAILURE,
     "c_store": Status.UNABLE_TO_PROCESS,  # Cxxx "cannot understand" range, STO-8
     "n_event_report": Status.PROCESSING_FAILURE,  # PS3.7 10.1.1.1.8
+    "c_find": Status.CANNOT_UNDERSTAND,  # PS3.4 C.4.1.1.4: Cxxx unable to process
 }
 
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gw-plugin")
@@ -189,8 +191,53 @@ def on_n_event_report(event: Any) -> tuple[int | Dataset, None]:
     return dispatch(event, "n_event_report", req), None
 
 
+def dispatch_responses(event: Any, operation: str, request: Any) -> Iterator[tuple[int | Dataset, Any]]:
+    """Route a request to its service and pass each of the service's (status, dataset)
+    answers to pynetdicom as it comes (a generator handler). A service that raises
+    ends the exchange with the operation's failure status; nothing escapes into the DUL."""
+    assoc = event.assoc
+    runtime = assoc.gw_runtime
+    started = time.perf_counter()
+    service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
+    if service is None:
+        log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
+        yield Status.SOP_CLASS_NOT_SUPPORTED, None
+        return
+    code = Status.SUCCESS
+    try:
+        for status, dataset in getattr(service.handler, operation)(request):
+            wire = _to_wire(status)
+            code = wire if isinstance(wire, int) else int(wire.Status)
+            yield wire, dataset
+    except Exception as exc:
+        METRICS.inc("gateway_plugin_errors_total", hook=operation, plugin=service.plugin)
+        log.error("service raised", exc_info=exc, extra={"service": service.name, "op": operation})
+        code = _FAILURE.get(operation, Status.PROCESSING_FAILURE)
+        yield code, None
+    finally:
+        METRICS.inc("gateway_dimse_requests_total", op=operation, status=category(code))
+        METRICS.inc("gateway_dimse_seconds_total", time.perf_counter() - started, op=operation)
+
+
+def _identifier(event: Any) -> Dataset | None:
+    try:
+        return event.identifier
+    except Exception:  # undecodable Identifier: the service answers with a failure status
+        return None
+
+
+def on_c_find(event: Any) -> Iterator[tuple[int | Dataset, Any]]:
+    rq = event.request
+    req = IdentifierRequest(event.assoc.gw_info, _context(event), rq.MessageID, event.assoc.gw_runtime.config,
+                            sop_class_uid=str(rq.AffectedSOPClassUID), priority=int(rq.Priority or 0),
+                            identifier=_identifier(event), is_cancelled=lambda: bool(event.is_cancelled),
+                            plugins=event.assoc.gw_runtime.plugins)
+    yield from dispatch_responses(event, "c_find", req)
+
+
 HANDLERS = [
     (evt.EVT_C_ECHO, on_c_echo),
+    (evt.EVT_C_FIND, on_c_find),
     (evt.EVT_C_STORE, on_c_store),
     (evt.EVT_N_EVENT_REPORT, on_n_event_report),
 ]

@@ -482,11 +482,13 @@ impl Ctx {
     /// Width of the numbers to swap in a value whose real VR is `vr`.
     fn swap_width(&self, tag: u32, vr: Vr) -> usize {
         if tag == PIXEL_DATA && vr == Vr::Ow {
-            return match self.bits_allocated {
-                Some(b) if b > 32 => 8,
-                Some(b) if b > 16 => 4,
-                _ => 2,
-            };
+            // PS3.5 Table 6.2-1 (OW: a stream of 16-bit words) and 8.2 (native
+            // pixel data is OW for Bits Allocated > 8): the byte order of OW is
+            // that of 16-bit words whatever Bits Allocated is, so 32- and 64-bit
+            // pixels (RT Dose, parametric maps) swap in 16-bit words, as DCMTK
+            // and dcm4che do; swapping whole pixels corrupts them for every
+            // standard toolkit (issue 15 item 5).
+            return 2;
         }
         if is_curve_data(tag) {
             let group = (tag >> 16) as u16;
@@ -501,6 +503,30 @@ impl Ctx {
             }
         }
         vr.swap_width()
+    }
+}
+
+/// The padding byte of a value of this VR (PS3.5 6.2): UI and binary values
+/// take NUL, character strings a space.
+fn pad_byte(vr: Vr) -> u8 {
+    match vr {
+        Vr::Ae
+        | Vr::As
+        | Vr::Cs
+        | Vr::Da
+        | Vr::Ds
+        | Vr::Dt
+        | Vr::Is
+        | Vr::Lo
+        | Vr::Lt
+        | Vr::Pn
+        | Vr::Sh
+        | Vr::St
+        | Vr::Tm
+        | Vr::Uc
+        | Vr::Ur
+        | Vr::Ut => b' ',
+        _ => 0,
     }
 }
 
@@ -831,8 +857,14 @@ impl<'a> Walker<'a> {
             } else {
                 0
             };
-            self.put_header(tag, out_vr, len);
+            // PS3.5 7.1.1: value lengths are even. A broken sender's odd-length
+            // value is padded on output (space for text, NUL otherwise, 6.2).
+            let odd = len % 2 == 1 && len != u32::MAX;
+            self.put_header(tag, out_vr, if odd { len + 1 } else { len });
             extend_swapped(&mut self.out, value, width);
+            if odd {
+                self.out.push(pad_byte(out_vr));
+            }
             pos = value_end;
         }
         if let Some((_, at, start)) = group_len {

@@ -38,9 +38,9 @@ fn sample(e: &Enc, defined: bool) -> Vec<u8> {
         e.text(0x0008_0018, "UI", "1.2.3.4\0"),
         e.sq(0x0008_1140, &[e.item(&item, defined)], defined),
         e.text(0x0010_0010, "PN", "Doe^John"),
-        e.el(0x0010_1030, "DS", b"", 0),  // zero-length value
-        e.el(0x0018_1150, "IS", b"7", 0), // odd length
-        e.sq(0x0018_9346, &[], defined),  // empty sequence
+        e.el(0x0010_1030, "DS", b"", 0),   // zero-length value
+        e.el(0x0018_1150, "IS", b"7 ", 0), // odd input: see odd_length_text_is_padded_with_a_space
+        e.sq(0x0018_9346, &[], defined),   // empty sequence
         e.el(
             0x0018_9087,
             "FD",
@@ -54,7 +54,7 @@ fn sample(e: &Enc, defined: bool) -> Vec<u8> {
         e.us(0x0028_0101, 12),
         e.us(0x0028_0103, 1),
         e.el(0x0028_0106, "SS", &(-5i16).to_le_bytes(), 2),
-        e.el(0x0028_1052, "DS", b"-1024", 0),
+        e.el(0x0028_1052, "DS", b"-1024 ", 0),
         e.el(0x0028_9001, "UL", &7u32.to_le_bytes(), 4),
         e.el(0x0020_9165, "AT", &[0x28, 0x00, 0x10, 0x00], 2),
         e.el(0x7FE0_0010, "OW", &[1, 2, 3, 4, 5, 6, 7, 8], 2),
@@ -136,8 +136,40 @@ fn odd_length_binary_value_does_not_panic() {
     let e = Enc(ELE);
     let input = e.el(0x0028_0010, "US", &[1, 2, 3], 0);
     let out = conv(&input, ELE, EBE);
-    // two bytes swapped, the stray third byte kept
-    assert_eq!(&out[8..], &[2, 1, 3]);
+    // two bytes swapped, the stray third byte kept, then padded to even
+    // length (PS3.5 7.1.1) with the length in the header to match
+    assert_eq!(&out[6..8], &[0, 4]);
+    assert_eq!(&out[8..], &[2, 1, 3, 0]);
+}
+
+#[test]
+fn odd_length_text_is_padded_with_a_space() {
+    let e = Enc(ELE);
+    let input = e.raw(0x0010_0020, "LO", b"ID7");
+    for dst in [ELE, EBE, IMPL] {
+        let out = conv(&input, ELE, dst);
+        assert!(out.ends_with(b"ID7 "), "{dst:?}: {out:?}");
+    }
+}
+
+#[test]
+fn thirty_two_bit_ow_pixel_data_swaps_in_16_bit_words() {
+    // PS3.5 Table 6.2-1 / 8.2: OW is 16-bit words whatever Bits Allocated is
+    // (DCMTK dcmconv +tb does the same); issue 15 item 5.
+    let le = Enc(ELE);
+    let pixels = [1u8, 2, 3, 4, 5, 6, 7, 8];
+    let input = [le.us(0x0028_0100, 32), le.raw(0x7FE0_0010, "OW", &pixels)].concat();
+    let out = conv(&input, ELE, EBE);
+    let be = Enc(EBE);
+    let want = [
+        be.us(0x0028_0100, 32),
+        be.raw(0x7FE0_0010, "OW", &[2, 1, 4, 3, 6, 5, 8, 7]),
+    ]
+    .concat();
+    assert_eq!(out, want);
+    assert_eq!(conv(&out, EBE, ELE), input); // and back
+    let input64 = [le.us(0x0028_0100, 64), le.raw(0x7FE0_0010, "OW", &pixels)].concat();
+    assert!(conv(&input64, ELE, EBE).ends_with(&[2, 1, 4, 3, 6, 5, 8, 7]));
 }
 
 #[test]

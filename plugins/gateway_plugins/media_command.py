@@ -1,0 +1,183 @@
+"""``dicom-gateway media export | ls | import`` (MED-1..MED-5 for operators)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_media_parser", "export_command", "ls_command", "import_command"]
+
+EXAMPLES = """\
+dicom-gateway media export /mnt/usb/OUT --study 1.2.840.113619.2.55.3.1234 --config /etc/dicom-gateway
+dicom-gateway media export out/ --patient PAT001 --capacity cd700 --split
+dicom-gateway media export out/ --series 1.2.3.4 --format iso
+dicom-gateway media export out/ --patient PAT001 --capacity dvd --dry-run
+dicom-gateway media ls /media/cdrom
+dicom-gateway media import /media/cdrom --study 1.2.3.4 --config /etc/dicom-gateway"""
+
+
+def add_media_parser(commands: Any) -> None:
+    p = commands.add_parser("media", help="DICOM media (STD-GEN-CD file-sets): export, list, import",
+                            examples=EXAMPLES)
+    sub = p.add_subparsers(dest="media_command", required=True, metavar="SUBCOMMAND")
+    e = sub.add_parser("export", help="write archived studies as a STD-GEN-CD file-set (MED-1, MED-2)")
+    e.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
+    e.add_argument("--study", action="append", default=[], metavar="UID")
+    e.add_argument("--patient", action="append", default=[], metavar="ID")
+    e.add_argument("--series", action="append", default=[], metavar="UID")
+    e.add_argument("--capacity", default=None,
+                   help="volume size: cd650, cd700, dvd, or bytes (500MB, 4.7GB); default unlimited")
+    e.add_argument("--split", action="store_true", help="write several volumes when one does not hold it all")
+    e.add_argument("--format", default="folder", help="media driver: folder (default) or iso")
+    e.add_argument("--dry-run", action="store_true", help="only report how many volumes it needs")
+    commands.config_options(e)
+    e.set_defaults(func=export_command)
+    ls = sub.add_parser("ls", help="show the DICOMDIR tree of a file-set (MED-3)")
+    ls.add_argument("path", metavar="PATH", help="a DICOMDIR or the folder holding it")
+    ls.set_defaults(func=ls_command)
+    i = sub.add_parser("import", help="import a file-set or a plain folder through the storage path (MED-3, MED-4)")
+    i.add_argument("path", metavar="PATH")
+    i.add_argument("--study", action="append", default=[], metavar="UID", help="only this study (repeatable)")
+    commands.config_options(i)
+    i.set_defaults(func=import_command)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from gateway.command_setup import load_command_config
+    from gateway.progress import Progress
+    from gateway_plugins.media_drivers import driver
+    from gateway_plugins.media_fileset import write_volume
+    from gateway_plugins.media_select import SelectionError, select_from_index
+    from gateway_plugins.media_volumes import parse_capacity, plan_volumes
+
+    if not (args.study or args.patient or args.series):
+        print("dicom-gateway media export: give --study, --patient or --series", file=sys.stderr)
+        return 2
+    try:
+        capacity = parse_capacity(args.capacity)
+        drv = driver(args.format)
+    except ValueError as exc:
+        print(f"dicom-gateway media export: {exc}", file=sys.stderr)
+        return 2
+    config = load_command_config(args)
+    try:
+        items = select_from_index(config, args.study, args.patient, args.series)
+        volumes = plan_volumes(items, capacity)
+    except (SelectionError, ValueError) as exc:
+        print(f"dicom-gateway media export: {exc}", file=sys.stderr)
+        return 1
+    total = sum(i.size for i in items)
+    studies = len({i.study_instance_uid for i in items})
+    cap = f"volumes of {_human(capacity)}" if capacity else "volume (no capacity limit)"
+    # MED-2: say how many media the selection needs before writing anything.
+    print(f"selection: {len(items)} instances, {studies} studies, {_human(total)}: needs {len(volumes)} {cap}")
+    if args.dry_run:
+        return 0
+    if len(volumes) > 1 and not args.split:
+        print(f"dicom-gateway media export: needs {len(volumes)} volumes; give --split to write them all",
+              file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        print(f"dicom-gateway media export: {out} is not empty", file=sys.stderr)
+        return 1
+    identity = getattr(getattr(config, "node", None), "implementation_class_uid", None)
+    failed = 0
+    for n, vol in enumerate(volumes, start=1):
+        label = f"GW{n:04d}"
+        if drv.name == "folder":
+            target = out if len(volumes) == 1 else out / f"VOL{n:03d}"
+            staged, tmp = target, None
+        else:
+            target = out / f"VOL{n:03d}{drv.suffix}"
+            tmp = tempfile.TemporaryDirectory(prefix="media-vol-")
+            staged = Path(tmp.name) / "root"
+        bar = Progress(len(vol), f"volume {n}", verb="written")
+        try:
+            result = write_volume(vol, staged, label, implementation_class_uid=identity,
+                                  progress=lambda it, why: bar.step(it.sop_instance_uid, failed=why is not None))
+            bar.close(summary=False)  # the volume line below is the summary
+            drv.write(staged, target, label)
+            # MED-2: re-read what the medium now holds and compare every digest.
+            back = drv.read_back(target)
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        bad = sorted(set(result.files) ^ set(back)) + sorted(
+            f for f in result.files if f in back and back[f] != result.files[f])
+        state = "verified" if not bad else f"VERIFY FAILED ({len(bad)} files differ: {', '.join(bad[:3])})"
+        print(f"volume {n}: {target}: {len(result.instances)} instances, {state}")
+        for uid, why in result.rejected:
+            print(f"  not written  {uid}: {why}", file=sys.stderr)
+        failed += bool(bad) + len(result.rejected)
+    return 1 if failed else 0
+
+
+def ls_command(args: argparse.Namespace) -> int:
+    from gateway_plugins.media_reader import find_dicomdir, print_tree
+
+    dicomdir = find_dicomdir(Path(args.path))
+    if dicomdir is None:
+        print(f"dicom-gateway media ls: no DICOMDIR at {args.path} (a plain folder: use media import)",
+              file=sys.stderr)
+        return 1
+    try:
+        print_tree(dicomdir, sys.stdout)
+    except Exception as exc:  # a damaged DICOMDIR is reported, never a traceback
+        print(f"dicom-gateway media ls: cannot read {dicomdir}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.command_setup import load_command_config
+    from gateway.importer import import_command as core_import
+    from gateway.runtime import PluginConfigError, build_runtime
+    from gateway_plugins.media_reader import find_dicomdir, referenced_files
+
+    path = Path(args.path)
+    if not path.exists():
+        print(f"dicom-gateway media import: {path}: no such file or folder", file=sys.stderr)
+        return 2
+    dicomdir = find_dicomdir(path)
+    missing: list[tuple[Path, str]] = []
+    if dicomdir is not None:
+        try:
+            refs = referenced_files(dicomdir, args.study or None)
+        except Exception as exc:
+            print(f"dicom-gateway media import: cannot read {dicomdir}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 1
+        paths, missing = [str(p) for p in refs.present], refs.missing
+    elif args.study:
+        print("dicom-gateway media import: --study needs a DICOMDIR; a plain folder is imported whole",
+              file=sys.stderr)
+        return 2
+    else:
+        paths = [str(path)]  # MED-4: a folder without DICOMDIR is scanned as by `dicom-gateway import`
+    config = load_command_config(args)
+    logs.setup("WARNING", "text")
+    try:
+        runtime = build_runtime(config, 1)
+    except PluginConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    for p, uid in missing:
+        print(f"  MISSING  {p}: referenced by the DICOMDIR (SOP Instance {uid}) but not on the medium",
+              file=sys.stderr)
+    if missing:
+        print(f"missing {len(missing)} referenced file(s)")
+    status = core_import(paths, runtime) if paths else 0
+    return 1 if missing else status

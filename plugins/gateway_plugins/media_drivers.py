@@ -1,0 +1,108 @@
+"""Media drivers (issue 15 item 4): where a finished volume goes.
+
+A driver takes a volume laid out as a folder (DICOMDIR at its root) and puts
+it on its medium; ``read_back`` returns every file's digest as the medium now
+holds it, for the verification after writing (MED-2). Built in: ``folder``
+(the layout itself) and ``iso`` (an ISO 9660 image through pycdlib, no external
+tools). The registry is the plugin's own until the core has a hook for it
+(docs/decisions/0009-media-interchange.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["MediaDriver", "DRIVERS", "driver", "FolderDriver", "IsoDriver", "digests_of_folder"]
+
+
+class MediaDriver(Protocol):
+    name: str
+    suffix: str
+
+    def write(self, staged: Path, target: Path, label: str) -> None: ...
+
+    def read_back(self, target: Path) -> dict[str, str]: ...
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digests_of_folder(root: Path) -> dict[str, str]:
+    """Relative file ID (``/``-separated, as on the medium) -> sha256."""
+    return {p.relative_to(root).as_posix(): _sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class FolderDriver:
+    name, suffix = "folder", ""
+
+    def write(self, staged: Path, target: Path, label: str) -> None:
+        if staged.resolve() != target.resolve():
+            shutil.copytree(staged, target, dirs_exist_ok=True)
+
+    def read_back(self, target: Path) -> dict[str, str]:
+        return digests_of_folder(target)
+
+
+class IsoDriver:
+    """ISO 9660 level 1 names suit PS3.12 file IDs exactly (uppercase, 8 characters,
+    no extension, 8 levels), so the image needs no Joliet or Rock Ridge names."""
+
+    name, suffix = "iso", ".iso"
+
+    @staticmethod
+    def _pycdlib():
+        try:
+            import pycdlib
+        except ImportError as exc:  # an optional extra: say how to get it
+            raise RuntimeError("ISO output needs pycdlib: pip install 'dicom-gateway[media]'") from exc
+        return pycdlib
+
+    def write(self, staged: Path, target: Path, label: str) -> None:
+        pycdlib = self._pycdlib()
+        iso = pycdlib.PyCdlib()
+        iso.new(interchange_level=1, vol_ident=label[:32].upper())
+        for d in sorted(p for p in staged.rglob("*") if p.is_dir()):
+            iso.add_directory("/" + d.relative_to(staged).as_posix())
+        for f in sorted(p for p in staged.rglob("*") if p.is_file()):
+            # ";1" is the ISO 9660 version suffix; readers show the name without it.
+            iso.add_file(str(f), "/" + f.relative_to(staged).as_posix() + ";1")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        iso.write(str(target))
+        iso.close()
+
+    def read_back(self, target: Path) -> dict[str, str]:
+        import io
+
+        pycdlib = self._pycdlib()
+        iso = pycdlib.PyCdlib()
+        iso.open(str(target))
+        out: dict[str, str] = {}
+        try:
+            for dirname, _dirs, files in iso.walk(iso_path="/"):
+                for name in files:
+                    path = (dirname.rstrip("/") + "/" + name)
+                    buf = io.BytesIO()
+                    iso.get_file_from_iso_fp(buf, iso_path=path)
+                    rel = path.lstrip("/").split(";")[0]
+                    out[rel] = hashlib.sha256(buf.getvalue()).hexdigest()
+        finally:
+            iso.close()
+        return dict(sorted(out.items()))
+
+
+DRIVERS: dict[str, MediaDriver] = {"folder": FolderDriver(), "iso": IsoDriver()}
+
+
+def driver(name: str) -> MediaDriver:
+    try:
+        return DRIVERS[name]
+    except KeyError:
+        raise ValueError(f"unknown media driver {name!r}; known: {', '.join(DRIVERS)}") from None

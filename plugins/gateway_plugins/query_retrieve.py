@@ -1,0 +1,33 @@
+"""Query/Retrieve SCP (PS3.4 Annex C, issue 12): C-FIND for the Patient Root,
+Study Root and Patient/Study Only models (QRS-1) over the index.
+
+C-MOVE and C-GET are not served yet (see docs/query-retrieve.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from gateway.hookspecs import hookimpl
+from gateway.services import Service
+
+from gateway_plugins.query_retrieve_keys import FIND_MODELS
+
+
+class QueryRetrieveSCP:
+    def c_find(self, request: Any) -> Iterator[tuple[int, Any]]:
+        from gateway.index import shared_index
+
+        from gateway_plugins.query_retrieve_find import find
+
+        return find(request, shared_index(request.config.effective_database_url()))
+
+
+@hookimpl
+def gateway_register_services(registry: Any) -> None:
+    registry.add(Service(
+        name="query-retrieve-find",
+        sop_classes=tuple(FIND_MODELS),
+        handler=QueryRetrieveSCP(),
+        description="Query/Retrieve C-FIND SCP: Patient Root, Study Root, Patient/Study Only (QRS-1..QRS-5)",
+    ))
