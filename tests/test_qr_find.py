@@ -133,10 +133,19 @@ def test_date_ranges_and_combined_datetime(archive):
 
 def test_cancel_fe00(archive):
     # QRS-5: C-CANCEL after the first pending response ends the exchange with FE00
-    rsp, log = findscu(archive, "study", "QueryRetrieveLevel=IMAGE", "StudyInstanceUID=1.2.3.4",
-                       "SeriesInstanceUID=1.2.3.4.1", "SOPInstanceUID", extra=("--cancel", "1"))
-    assert len(rsp) < 300
-    assert "Received Final Find Response (Cancel: MatchingTerminatedDueToCancelRequest)" in log, log
+    # The C-CANCEL races the pending responses already on the wire: on a loaded machine all
+    # 300 can be out before it is read, and then Success is the right final status. So a
+    # few tries, and every try must end either cancelled with fewer answers or complete.
+    outcomes = []
+    for _ in range(5):
+        rsp, log = findscu(archive, "study", "QueryRetrieveLevel=IMAGE", "StudyInstanceUID=1.2.3.4",
+                           "SeriesInstanceUID=1.2.3.4.1", "SOPInstanceUID", extra=("--cancel", "1"))
+        cancelled = "Received Final Find Response (Cancel: MatchingTerminatedDueToCancelRequest)" in log
+        assert (cancelled and len(rsp) < 300) or (not cancelled and len(rsp) == 300), log
+        outcomes.append(cancelled)
+        if cancelled:
+            break
+    assert any(outcomes), "C-CANCEL was never honoured in 5 tries"
 
 
 def test_unindexed_key_ff01_and_patient_study_only(archive):
