@@ -178,7 +178,7 @@ def test_iso_output_reads_back_equal_to_the_folder(archive, tmp_path):
 def test_usage_errors(archive, tmp_path):
     assert _cli("media", "export", str(tmp_path / "o"), "--config", str(archive.cfg)).returncode == 2
     unknown = _cli("media", "export", str(tmp_path / "o"), "--study", "1.2.3.4", "--config", str(archive.cfg))
-    assert unknown.returncode == 1 and "not in the index: study 1.2.3.4" in unknown.stderr
+    assert unknown.returncode == 1 and "not in the index (" in unknown.stderr and "): study 1.2.3.4" in unknown.stderr
     bad = _cli("media", "export", str(tmp_path / "o"), "--study", archive.study, "--capacity", "floppy",
                "--config", str(archive.cfg))
     assert bad.returncode == 2 and "capacity" in bad.stderr

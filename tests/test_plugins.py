@@ -198,13 +198,9 @@ def test_scu_role_services_are_in_the_registry_and_the_conformance_statement(tmp
     assert callable(services.scu("storage-scu").client.send)
     assert callable(services.scu("storage-commitment-scu").client.request)
     assert services.scu("verification").role == "both"
-    try:
+    with pytest.raises(LookupError, match=r"^no SCU service named 'storage' "
+                       r"\(registered: storage-commitment-scu, storage-scu, verification\)$"):
         services.scu("storage")  # the SCP is not an SCU
-    except LookupError as exc:
-        assert str(exc) == ("no SCU service named 'storage' "
-                            "(registered: storage-commitment-scu, storage-scu, verification)")
-    else:
-        raise AssertionError("the Storage SCP was returned as an SCU")
     text = render(config, host)
     scu = text.split("## SOP classes (SCU)", 1)[1]
     assert ("| CT Image Storage | 1.2.840.10008.5.1.4.1.1.2 | storage-scu | Explicit VR Little Endian, "

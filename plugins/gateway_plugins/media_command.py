@@ -56,9 +56,9 @@ def _human(n: int) -> str:
 def export_command(args: argparse.Namespace) -> int:
     from gateway.command_setup import load_command_config
     from gateway.progress import Progress
+    from gateway.index.selection import SelectionError, stored_files
     from gateway_plugins.media_drivers import driver
     from gateway_plugins.media_fileset import write_volume
-    from gateway_plugins.media_select import SelectionError, select_from_index
     from gateway_plugins.media_volumes import parse_capacity, plan_volumes
 
     if not (args.study or args.patient or args.series):
@@ -72,7 +72,7 @@ def export_command(args: argparse.Namespace) -> int:
         return 2
     config = load_command_config(args)
     try:
-        items = select_from_index(config, args.study, args.patient, args.series)
+        items = stored_files(config, studies=args.study, patients=args.patient, series=args.series)
         volumes = plan_volumes(items, capacity)
     except (SelectionError, ValueError) as exc:
         print(f"dicom-gateway media export: {exc}", file=sys.stderr)
@@ -141,10 +141,8 @@ def ls_command(args: argparse.Namespace) -> int:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from gateway import logs
-    from gateway.command_setup import load_command_config
+    from gateway.command_setup import command_runtime, load_command_config
     from gateway.importer import import_command as core_import
-    from gateway.runtime import PluginConfigError, build_runtime
     from gateway_plugins.media_reader import find_dicomdir, referenced_files
 
     path = Path(args.path)
@@ -167,13 +165,7 @@ def import_command(args: argparse.Namespace) -> int:
         return 2
     else:
         paths = [str(path)]  # MED-4: a folder without DICOMDIR is scanned as by `dicom-gateway import`
-    config = load_command_config(args)
-    logs.setup("WARNING", "text")
-    try:
-        runtime = build_runtime(config, 1)
-    except PluginConfigError as exc:
-        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
+    runtime = command_runtime(load_command_config(args))
     for p, uid in missing:
         print(f"  MISSING  {p}: referenced by the DICOMDIR (SOP Instance {uid}) but not on the medium",
               file=sys.stderr)

@@ -95,7 +95,7 @@ def _sha256(path: Path) -> str:
 
 def write_volume(items: Sequence[Any], root: Path, file_set_id: str,
                  implementation_class_uid: str | None = None, progress=None) -> VolumeResult:
-    """Write ``items`` (media_select.Selected) as a file-set under ``root`` (must be empty or absent)."""
+    """Write ``items`` (gateway.index.selection.StoredFile) as a file-set under ``root`` (must be empty or absent)."""
     from pydicom import dcmread
 
     from gateway.importer import meta_end

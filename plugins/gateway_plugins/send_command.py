@@ -114,58 +114,15 @@ def collect_paths(paths: list[str]) -> tuple[list[Any], list[tuple[Path, str]], 
 
 def collect_from_index(config: Any, studies: list[str], series: list[str]) -> list[Any]:
     """Outgoing items for the stored instances of these studies/series, in series and instance order."""
-    import sqlalchemy as sa
-
-    from gateway.index import FileRecord, Index, IndexUnavailable
-    from gateway.index import schema as t
+    from gateway.index.selection import SelectionError, stored_files
     from gateway.net.storescu import Outgoing
-    from gateway.plugins import HookError, load_host
 
-    from gateway.index.store import index_missing
-
-    if why := index_missing(config.effective_database_url()):
-        raise UsageError(why)
-    host = load_host(config.disabled_plugins, config.plugins.modules)
     try:
-        index = Index(config.effective_database_url())
-    except IndexUnavailable as exc:
-        raise UsageError(f"index unavailable: {exc}") from exc
-    try:
-        query = (
-            sa.select(t.instances.c.sop_instance_uid, t.instances.c.sop_class_uid, t.files.c.path, t.files.c.size,
-                      t.files.c.sha256, t.files.c.backend, t.files.c.transfer_syntax_uid,
-                      t.series.c.series_instance_uid, t.studies.c.study_instance_uid)
-            .select_from(t.files.join(t.instances, t.files.c.instance_fk == t.instances.c.id)
-                         .join(t.series, t.instances.c.series_fk == t.series.c.id)
-                         .join(t.studies, t.series.c.study_fk == t.studies.c.id))
-            .where(sa.or_(t.studies.c.study_instance_uid.in_(studies), t.series.c.series_instance_uid.in_(series)))
-            .order_by(t.studies.c.study_instance_uid, t.series.c.series_number, t.series.c.series_instance_uid,
-                      t.instances.c.instance_number, t.instances.c.sop_instance_uid)
-        )
-        with index.engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except sa.exc.SQLAlchemyError as exc:
-        raise UsageError(f"cannot read the index {index}: {exc}") from exc
-    finally:
-        index.close()
-    found_studies = {r.study_instance_uid for r in rows}
-    found_series = {r.series_instance_uid for r in rows}
-    missing = [f"study {u}" for u in studies if u not in found_studies] + \
-              [f"series {u}" for u in series if u not in found_series]
-    if missing:
-        raise UsageError(f"not in the index ({config.effective_database_url()}): {', '.join(missing)}")
-    items = []
-    for r in rows:
-        record = FileRecord(r.path, r.size, r.sha256, r.transfer_syntax_uid, backend=r.backend)
-        try:
-            path = host.call("gateway_stored_file_path", file=record, config=config)
-        except HookError as exc:
-            raise UsageError(f"cannot locate the stored file {r.path}: {exc}") from exc
-        if path is None:
-            raise UsageError(f"no storage service can locate files of backend {r.backend!r} ({r.path})")
-        items.append(Outgoing(Path(path), r.sop_class_uid, r.sop_instance_uid, r.transfer_syntax_uid,
-                              key=r.sop_instance_uid))
-    return items
+        files = stored_files(config, studies=studies, series=series)
+    except SelectionError as exc:
+        raise UsageError(str(exc)) from exc
+    return [Outgoing(f.path, f.sop_class_uid, f.sop_instance_uid, f.transfer_syntax_uid, key=f.sop_instance_uid)
+            for f in files]
 
 
 # ---- reporting ------------------------------------------------------------------------

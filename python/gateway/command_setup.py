@@ -37,3 +37,18 @@ def open_command_index(config: Any, command: str, read_only: bool = False) -> An
     except IndexUnavailable as exc:
         print(f"dicom-gateway {command}: index unavailable: {exc}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def command_runtime(config: Any) -> Any:
+    """A one-generation runtime (plugins loaded and given the config) for a command
+    that stores, as ``import`` does; or exit 2 with the plugins' config errors.
+    Logs go to stderr as text, warnings and worse only."""
+    from gateway import logs
+    from gateway.runtime import PluginConfigError, build_runtime
+
+    logs.setup("WARNING", "text")
+    try:
+        return build_runtime(config, 1)
+    except PluginConfigError as exc:
+        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(2)

@@ -26,7 +26,9 @@ def _plugin_commands(commands: CommandRegistry) -> dict[str, str]:
     # The host logs a broken plugin with its traceback; here the one line below
     # says it. Without a handler logging's last resort would print it all on
     # stderr; a command that sets logging up (serve) still gets the records.
-    logging.getLogger("gateway").addHandler(logging.NullHandler())
+    root = logging.getLogger("gateway")
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())
     host = PluginHost().load(registrations=False)
     host.collect("gateway_register_commands", commands, arg="commands")
     return host.failed

@@ -106,18 +106,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from gateway import logs
+    from gateway.command_setup import command_runtime
     from gateway.importer import import_command
-    from gateway.runtime import PluginConfigError, build_runtime
 
-    config = load_command_config(args)
-    logs.setup("WARNING", "text")
-    try:
-        runtime = build_runtime(config, 1)
-    except PluginConfigError as exc:
-        print(f"dicom-gateway: invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
-    return import_command(args.paths, runtime)
+    return import_command(args.paths, command_runtime(load_command_config(args)))
 
 
 def _cmd_route_test(args: argparse.Namespace) -> int:

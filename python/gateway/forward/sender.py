@@ -698,8 +698,9 @@ class DestinationWorker(threading.Thread):
         try:
             # Through the registry, as any plugin would: with the commitment plugin
             # disabled there is no Storage Commitment SCU and nothing is requested.
-            client = self.service.plugins.services.scu("storage-commitment-scu").client
-        except (AttributeError, LookupError) as exc:
+            host = self.service.plugins or _load_plugins(self.service.config)  # None only before run()
+            client = host.services.scu("storage-commitment-scu").client
+        except LookupError as exc:
             log.warning("storage commitment requested but no Storage Commitment SCU is loaded; objects stay sent",
                         extra={"destination": self.destination, "error": str(exc)})
             return

@@ -101,15 +101,22 @@ def _to_wire(answer: Any) -> int | Dataset:
     return int(answer)
 
 
+def _service_for(runtime: Any, operation: str, request: Any) -> Any:
+    """The service that handles ``operation`` for the request's SOP class, or None (logged)."""
+    service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
+    if service is None:
+        log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
+    return service
+
+
 def dispatch(event: Any, operation: str, request: Any) -> int | Dataset:
     assoc = event.assoc
     runtime = assoc.gw_runtime
     started = time.perf_counter()
     assoc.gw_busy = True
     try:
-        service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
+        service = _service_for(runtime, operation, request)
         if service is None:
-            log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
             return Status.SOP_CLASS_NOT_SUPPORTED
         handler = getattr(service.handler, operation)
         timeout = runtime.config.node.plugin_timeout
@@ -196,14 +203,13 @@ def dispatch_responses(event: Any, operation: str, request: Any) -> Iterator[tup
     answers to pynetdicom as it comes (a generator handler). A service that raises
     ends the exchange with the operation's failure status; nothing escapes into the DUL."""
     assoc = event.assoc
-    runtime = assoc.gw_runtime
     started = time.perf_counter()
-    service = runtime.plugins.services.find(runtime.config, operation, request.context.abstract_syntax)
+    service = _service_for(assoc.gw_runtime, operation, request)
     if service is None:
-        log.warning("no service for request", extra={"op": operation, "sop_class": request.context.abstract_syntax})
         yield Status.SOP_CLASS_NOT_SUPPORTED, None
         return
     code = Status.SUCCESS
+    assoc.gw_busy = True  # a graceful shutdown lets the stream finish, as any operation in flight
     try:
         for status, dataset in getattr(service.handler, operation)(request):
             wire = _to_wire(status)
@@ -215,6 +221,7 @@ def dispatch_responses(event: Any, operation: str, request: Any) -> Iterator[tup
         code = _FAILURE.get(operation, Status.PROCESSING_FAILURE)
         yield code, None
     finally:
+        assoc.gw_busy = False
         METRICS.inc("gateway_dimse_requests_total", op=operation, status=category(code))
         METRICS.inc("gateway_dimse_seconds_total", time.perf_counter() - started, op=operation)
 

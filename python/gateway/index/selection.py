@@ -1,21 +1,23 @@
-"""Which archived files a media export takes (MED-1): studies, patients or series
-looked up in the index, located through the storage service (as ``send --study``)."""
+"""The stored files of a selection — studies, series, patients — located through
+the storage service (``gateway_stored_file_path``): what ``send --study`` sends
+and ``media export`` writes, in patient, study, series and instance order (so a
+volume split keeps a study together, MED-2)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["Selected", "select_from_index", "SelectionError"]
+__all__ = ["SelectionError", "StoredFile", "stored_files"]
 
 
 class SelectionError(Exception):
-    """The selection cannot be made (no index, unknown UID, unlocatable file)."""
+    """The selection cannot be made: no index, a UID it does not hold, a file no plugin locates."""
 
 
 @dataclass(frozen=True)
-class Selected:
+class StoredFile:
     path: Path
     size: int
     sha256: str | None
@@ -27,9 +29,9 @@ class Selected:
     transfer_syntax_uid: str = ""
 
 
-def select_from_index(config: Any, studies: list[str], patients: list[str], series: list[str]) -> list[Selected]:
-    """Every stored instance of the given studies/patients/series, in patient, study,
-    series and instance order (so a volume split keeps a study together, MED-2)."""
+def stored_files(config: Any, *, studies: Sequence[str] = (), series: Sequence[str] = (),
+                 patients: Sequence[str] = ()) -> list[StoredFile]:
+    """One file per stored instance of the given studies, series and patients."""
     import sqlalchemy as sa
 
     from gateway.index import FileRecord, Index, IndexUnavailable
@@ -37,11 +39,12 @@ def select_from_index(config: Any, studies: list[str], patients: list[str], seri
     from gateway.index.store import index_missing
     from gateway.plugins import HookError, load_host
 
-    if why := index_missing(config.effective_database_url()):
+    url = config.effective_database_url()
+    if why := index_missing(url):
         raise SelectionError(why)
     host = load_host(config.disabled_plugins, config.plugins.modules)
     try:
-        index = Index(config.effective_database_url())
+        index = Index(url)
     except IndexUnavailable as exc:
         raise SelectionError(f"index unavailable: {exc}") from exc
     try:
@@ -53,9 +56,9 @@ def select_from_index(config: Any, studies: list[str], patients: list[str], seri
                          .join(t.series, t.instances.c.series_fk == t.series.c.id)
                          .join(t.studies, t.series.c.study_fk == t.studies.c.id)
                          .join(t.patients, t.studies.c.patient_fk == t.patients.c.id))
-            .where(sa.or_(t.studies.c.study_instance_uid.in_(studies),
-                          t.patients.c.patient_id.in_(patients),
-                          t.series.c.series_instance_uid.in_(series)))
+            .where(sa.or_(t.studies.c.study_instance_uid.in_(list(studies)),
+                          t.patients.c.patient_id.in_(list(patients)),
+                          t.series.c.series_instance_uid.in_(list(series))))
             .order_by(t.patients.c.patient_id, t.studies.c.study_instance_uid, t.series.c.series_number,
                       t.series.c.series_instance_uid, t.instances.c.instance_number, t.instances.c.sop_instance_uid)
         )
@@ -65,15 +68,15 @@ def select_from_index(config: Any, studies: list[str], patients: list[str], seri
         raise SelectionError(f"cannot read the index {index}: {exc}") from exc
     finally:
         index.close()
-    missing = [f"study {u}" for u in studies if u not in {r.study_instance_uid for r in rows}] + \
-              [f"patient {u}" for u in patients if u not in {r.patient_id for r in rows}] + \
-              [f"series {u}" for u in series if u not in {r.series_instance_uid for r in rows}]
+    missing = ([f"study {u}" for u in studies if u not in {r.study_instance_uid for r in rows}]
+               + [f"patient {u}" for u in patients if u not in {r.patient_id for r in rows}]
+               + [f"series {u}" for u in series if u not in {r.series_instance_uid for r in rows}])
     if missing:
-        raise SelectionError(f"not in the index: {', '.join(missing)}")
-    out: list[Selected] = []
+        raise SelectionError(f"not in the index ({url}): {', '.join(missing)}")
+    out: list[StoredFile] = []
     seen: set[str] = set()
     for r in rows:
-        if r.sop_instance_uid in seen:  # one file per instance on the medium
+        if r.sop_instance_uid in seen:
             continue
         seen.add(r.sop_instance_uid)
         record = FileRecord(r.path, r.size, r.sha256, r.transfer_syntax_uid, backend=r.backend)
@@ -83,7 +86,6 @@ def select_from_index(config: Any, studies: list[str], patients: list[str], seri
             raise SelectionError(f"cannot locate the stored file {r.path}: {exc}") from exc
         if path is None:
             raise SelectionError(f"no storage service can locate files of backend {r.backend!r} ({r.path})")
-        out.append(Selected(Path(path), int(r.size or 0), r.sha256, r.sop_class_uid, r.sop_instance_uid,
-                            r.series_instance_uid, r.study_instance_uid, r.patient_id,
-                            r.transfer_syntax_uid or ""))
+        out.append(StoredFile(Path(path), int(r.size or 0), r.sha256, r.sop_class_uid, r.sop_instance_uid,
+                              r.series_instance_uid, r.study_instance_uid, r.patient_id, r.transfer_syntax_uid or ""))
     return out
