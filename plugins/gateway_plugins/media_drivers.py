@@ -27,17 +27,15 @@ class MediaDriver(Protocol):
     def read_back(self, target: Path) -> dict[str, str]: ...
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a whole file, as a volume's read-back compares them (MED-5)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def digests_of_folder(root: Path) -> dict[str, str]:
     """Relative file ID (``/``-separated, as on the medium) -> sha256."""
-    return {p.relative_to(root).as_posix(): _sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 class FolderDriver:

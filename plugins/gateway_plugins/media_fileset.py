@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from gateway_plugins.media_drivers import file_sha256
+
 __all__ = ["VolumeResult", "write_volume", "STD_GEN_CD"]
 
 STD_GEN_CD = "STD-GEN-CD"
@@ -85,12 +87,6 @@ def _add(fs: Any, path: Path, ds: Any) -> None:
     fs.add_custom(full, node)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_volume(items: Sequence[Any], root: Path, file_set_id: str,
@@ -147,6 +143,6 @@ def write_volume(items: Sequence[Any], root: Path, file_set_id: str,
             dst = root / file_id
             shutil.copyfile(converted[instance.SOPInstanceUID], dst)
             result.instances[instance.SOPInstanceUID] = file_id
-            result.files[file_id] = _sha256(dst)
-    result.files["DICOMDIR"] = _sha256(root / "DICOMDIR")
+            result.files[file_id] = file_sha256(dst)
+    result.files["DICOMDIR"] = file_sha256(root / "DICOMDIR")
     return result
