@@ -77,7 +77,9 @@ def _watched(event: Any, service: Any, request: Any, timeout: float, fn: Callabl
         answer_now(event, _FAILURE["c_store"])
         # The association's thread is still inside the service, so nothing else on
         # this association could be served (a release would wait for the hung
-        # call): end it, as the pool path ends the wait. The peer has its status.
+        # call): end it, as the pool path ends the wait — once the peer has its
+        # status on the wire, or the abort would overtake it.
+        event.assoc.dul.drain(2.0)
         event.assoc.abort()
 
     token = WATCHDOG.watch(timeout, overrun)

@@ -132,6 +132,21 @@ class FastDUL(DULServiceProvider):
         with self.send_lock:
             super()._send(pdu)
 
+    def drain(self, timeout: float) -> bool:
+        """Wait until every primitive queued so far is written to the socket (the
+        reactor pops one, then writes it under ``send_lock``); False on timeout.
+        Needed before an abort from another thread: ``Association.abort`` kills
+        the DUL right after queuing the A-ABORT, and a response still queued
+        ahead of it would never reach the peer."""
+        deadline = time.monotonic() + timeout
+        while self.to_provider_queue.queue:
+            if time.monotonic() > deadline:
+                return False
+            self._wake()
+            time.sleep(0.002)
+        with self.send_lock:  # a write in progress finishes first
+            return True
+
     def kill_dul(self) -> None:
         super().kill_dul()
         self._wake()
