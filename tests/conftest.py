@@ -72,6 +72,22 @@ def write_config(directory: Path, gateway_toml: str, **files: str) -> Path:
     return directory
 
 
+def third_party_plugins(root: Path, modules: dict[str, str]) -> dict[str, str]:
+    """A minimal installed distribution (a ``.dist-info`` with entry points) in
+    ``root`` — what ``pip install`` leaves — holding one plugin module per
+    ``{name: source}``, and the environment that finds it."""
+    dist = root / "thirdparty_demo-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[dicom_gateway]\n" + "".join(f"{name} = {name}_plugin\n" for name in modules))
+    for name, source in modules.items():
+        (root / f"{name}_plugin.py").write_text(textwrap.dedent(source))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    return env
+
+
 def basic_toml(port: int, data_dir: Path, *, ae_titles=("DICOM_GATEWAY",), receive_path="rust",
                modules=(), extra_node="", extra="") -> str:
     return f"""
@@ -175,7 +191,9 @@ class GatewayProcess:
     """`dicom-gateway serve` as operators run it."""
 
     def __init__(self, args: list[str], port: int, env: dict | None = None, cwd: Path | None = None) -> None:
-        full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TEST_PLUGINS), os.environ.get("PYTHONPATH")])), **(env or {}))
+        env = dict(env or {})
+        path = [env.pop("PYTHONPATH", None), str(TEST_PLUGINS), os.environ.get("PYTHONPATH")]
+        full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)), **env)
         self.log_path = Path(cwd or ".") / "gateway.log"
         self.log = open(self.log_path, "wb")
         exe = shutil.which("dicom-gateway") or sys.executable

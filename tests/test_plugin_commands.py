@@ -5,26 +5,10 @@ named in one line while the rest of the command line works."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
-
-def _third_party(root: Path, modules: dict[str, str]) -> dict[str, str]:
-    """A minimal installed distribution (a ``.dist-info`` with entry points) in
-    ``root`` — what ``pip install`` leaves — and the environment that finds it."""
-    dist = root / "thirdparty_demo-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-demo\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[dicom_gateway]\n" + "".join(f"{name} = {name}_plugin\n" for name in modules))
-    for name, source in modules.items():
-        (root / f"{name}_plugin.py").write_text(textwrap.dedent(source))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
-    return env
+from conftest import third_party_plugins
 
 
 def _cli(env, *args):
@@ -45,7 +29,7 @@ HELLO = '''
 
 
 def test_hook_register_commands(tmp_path):
-    env = _third_party(tmp_path, {"hello": HELLO})
+    env = third_party_plugins(tmp_path, {"hello": HELLO})
     run = _cli(env, "hello", "--name", "PET")
     assert (run.returncode, run.stdout, run.stderr) == (3, "hello PET\n", "")
     top = _cli(env, "--help")
@@ -60,7 +44,7 @@ def test_hook_register_commands(tmp_path):
 
 def test_a_command_name_taken_twice_is_refused_naming_both(tmp_path):
     # "aaa" sorts before the built-ins: the built-in keeps its name all the same
-    env = _third_party(tmp_path, {"aaa": HELLO.replace('"hello"', '"send"')})
+    env = third_party_plugins(tmp_path, {"aaa": HELLO.replace('"hello"', '"send"')})
     top = _cli(env, "--help")
     assert top.returncode == 0
     assert top.stderr.splitlines() == [
@@ -72,7 +56,7 @@ def test_a_command_name_taken_twice_is_refused_naming_both(tmp_path):
 
 
 def test_a_broken_plugin_is_named_in_one_line_and_the_rest_works(tmp_path):
-    env = _third_party(tmp_path, {
+    env = third_party_plugins(tmp_path, {
         "noimport": "import module_that_is_not_installed\n",
         "raises": '''
             from gateway.hookspecs import hookimpl

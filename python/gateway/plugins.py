@@ -4,16 +4,29 @@ Built-in plugins and third-party ones load through the same entry-point
 group (STYLE 7); any of them can be disabled by name in config. A raising
 hook implementation is logged and counted and never escapes to the network
 layer (DESIGN §3).
+
+In a serving process (``hook_budget`` set from ``node.hook_timeout``) a
+third-party implementation runs on a hook thread under that budget: one that
+overruns is abandoned for that operation — the operation goes on without its
+answer — and counted in ``gateway_hook_timeouts_total``; while an abandoned
+call of a plugin is still running, that plugin's implementations are skipped
+(and counted) instead of tying up one more thread each. Built-in plugins run
+inline: they are ours, and the hand-off (~50 µs) would be paid per object.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import logging
+import os
+import queue
 import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -46,6 +59,54 @@ class HookError(RuntimeError):
         self.__cause__ = exc
 
 
+class HookTimeout(HookError):
+    """A hook implementation overran the host's budget and was abandoned."""
+
+    def __init__(self, hook: str, plugin: str, budget: float, still_running: bool = False) -> None:
+        why = "an earlier call is still running" if still_running else f"it ran longer than {budget:g} s"
+        RuntimeError.__init__(self, f"plugin {plugin!r} abandoned in {hook}: {why}")
+        self.hook = hook
+        self.plugin = plugin
+
+
+class _HookThreads:
+    """Daemon threads for budgeted hook calls. Not a ThreadPoolExecutor: its
+    threads are joined at interpreter exit, so one hung plugin would hold up
+    every shutdown. An abandoned call keeps its thread; more start as needed."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._pid = 0
+
+    def submit(self, fn: Callable[..., Any], **kwargs: Any) -> Future:
+        future: Future = Future()
+        # The plugin's log lines still name the association (contextvars).
+        self._jobs.put((contextvars.copy_context(), fn, kwargs, future))
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked worker
+                self._pid, self._idle = os.getpid(), 0
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._run, name="gw-hook", daemon=True).start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            ctx, fn, kwargs, future = self._jobs.get()
+            try:
+                future.set_result(ctx.run(fn, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+
+_HOOK_THREADS = _HookThreads()
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
@@ -61,6 +122,9 @@ class PluginHost:
     services: ServiceRegistry = field(init=False, default_factory=ServiceRegistry)
     storage_backends: BackendRegistry = field(init=False)
     failed: dict[str, str] = field(init=False, default_factory=dict)
+    #: Seconds a third-party hook implementation may run (``node.hook_timeout``);
+    #: None: inline and unbounded (the command line: nobody else waits).
+    hook_budget: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -68,6 +132,7 @@ class PluginHost:
         self.storage_backends = BackendRegistry("storage backend")
         self.services.storage_backends = self.storage_backends
         self._lock = threading.Lock()
+        self._stuck: dict[str, int] = {}  # plugin -> abandoned calls still running
 
     # -- loading ---------------------------------------------------------
     def load(self, registrations: bool = True) -> "PluginHost":
@@ -111,6 +176,15 @@ class PluginHost:
             self.failed[name] = f"written for hook API {wanted}, this gateway has {hookspecs.API_VERSION}"
             return
         self.pm.register(plugin, name=name)
+        wrappers = [i.function.__name__ for i in self._impls_of(plugin) if i.hookwrapper or i.wrapper]
+        if wrappers:
+            # The host calls implementations one by one (budgets, blame): a
+            # wrapper around the others has no place in that.
+            self.pm.unregister(plugin)
+            log.error("plugin uses hook wrappers, which the gateway does not support; leaving it out",
+                      extra={"plugin": name, "hooks": wrappers})
+            self.failed[name] = f"hook wrappers are not supported: {', '.join(wrappers)}"
+            return
         hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
         module = getattr(plugin, "__name__", type(plugin).__module__)
         self.infos[name] = PluginInfo(name, module, dist, version, hooks)
@@ -152,29 +226,51 @@ class PluginHost:
     def _implements(self, plugin: Any, hook: str) -> bool:
         return any(i.plugin is plugin for i in getattr(self.pm.hook, hook).get_hookimpls())
 
+    def _impls_of(self, plugin: Any) -> list[Any]:
+        return [i for caller in self.pm.get_hookcallers(plugin) or () for i in caller.get_hookimpls()
+                if i.plugin is plugin]
+
     def list(self) -> list[PluginInfo]:
         return [self.infos[n] for n in sorted(self.infos)]
 
     # -- calling -----------------------------------------------------------
-    def call(self, hook: str, **kwargs: Any) -> Any:
-        """Call a hook; a raising implementation becomes a :class:`HookError`."""
+    def call(self, hook: str, *, on_timeout: str = "skip", **kwargs: Any) -> Any:
+        """Call a hook as pluggy would (a list of the non-None answers, or the
+        first one for a firstresult hook); a raising implementation becomes a
+        :class:`HookError`. An implementation abandoned past the budget gives no
+        answer (``on_timeout="skip"``: the operation goes on without it) or ends
+        the call with its :class:`HookTimeout` (``"raise"``: a policy hook fails closed)."""
         caller = getattr(self.pm.hook, hook)
-        try:
-            return caller(**kwargs)
-        except Exception as exc:
-            plugin = _blame(caller, exc)
-            METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=plugin)
-            log.error("plugin hook failed", exc_info=exc, extra={"hook": hook, "plugin": plugin})
-            raise HookError(hook, plugin, exc) from exc
+        first = bool(caller.spec and caller.spec.opts.get("firstresult"))
+        answers = []
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+            try:
+                answer = self._invoke(hook, impl, kwargs)
+            except HookTimeout:
+                if on_timeout == "raise":
+                    raise
+                continue
+            except Exception as exc:
+                METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=impl.plugin_name)
+                log.error("plugin hook failed", exc_info=exc, extra={"hook": hook, "plugin": impl.plugin_name})
+                raise HookError(hook, impl.plugin_name, exc) from exc
+            if answer is not None:
+                if first:
+                    return answer
+                answers.append(answer)
+        return None if first else answers
 
     def call_each(self, hook: str, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, BaseException]]]:
-        """Call every implementation on its own, so one that raises costs only its
-        own answer: ([(plugin, result)], [(plugin, error)]); errors logged and counted."""
+        """Call every implementation on its own, so one that raises or overruns
+        costs only its own answer: ([(plugin, result)], [(plugin, error)]);
+        errors logged and counted."""
         results: list[tuple[str, Any]] = []
         failures: list[tuple[str, BaseException]] = []
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):  # pluggy's order: last registered first
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             try:
-                results.append((impl.plugin_name, impl.function(**{a: kwargs[a] for a in impl.argnames})))
+                results.append((impl.plugin_name, self._invoke(hook, impl, kwargs)))
+            except HookTimeout as exc:
+                failures.append((impl.plugin_name, exc))
             except Exception as exc:
                 METRICS.inc("gateway_plugin_errors_total", hook=hook, plugin=impl.plugin_name)
                 log.error("plugin hook failed", exc_info=exc, extra={"hook": hook, "plugin": impl.plugin_name})
@@ -188,21 +284,34 @@ class PluginHost:
         except HookError:
             pass
 
+    def _invoke(self, hook: str, impl: Any, kwargs: dict[str, Any]) -> Any:
+        args = {a: kwargs[a] for a in impl.argnames}
+        budget = self.hook_budget
+        name = impl.plugin_name
+        if not budget or getattr(self.infos.get(name), "distribution", None) == BUILTIN_DIST:
+            return impl.function(**args)
+        with self._lock:
+            stuck = self._stuck.get(name, 0)
+        if stuck:
+            raise self._abandoned(hook, name, budget, still_running=True)
+        future = _HOOK_THREADS.submit(impl.function, **args)
+        try:
+            return future.result(timeout=budget)
+        except FutureTimeout:
+            with self._lock:
+                self._stuck[name] = self._stuck.get(name, 0) + 1
+            future.add_done_callback(lambda _f: self._unstick(name))
+            raise self._abandoned(hook, name, budget) from None
 
-def _blame(caller: Any, exc: BaseException) -> str:
-    """Name the plugin whose code raised, from the traceback."""
-    modules = {
-        getattr(impl.plugin, "__name__", type(impl.plugin).__module__): impl.plugin_name
-        for impl in caller.get_hookimpls()
-    }
-    tb = exc.__traceback__
-    culprit = "?"
-    while tb is not None:
-        mod = tb.tb_frame.f_globals.get("__name__", "")
-        if mod in modules:
-            culprit = modules[mod]
-        tb = tb.tb_next
-    return culprit
+    def _unstick(self, name: str) -> None:
+        with self._lock:
+            self._stuck[name] -= 1
+
+    def _abandoned(self, hook: str, plugin: str, budget: float, still_running: bool = False) -> HookTimeout:
+        METRICS.inc("gateway_hook_timeouts_total", hook=hook, plugin=plugin)
+        log.error("plugin hook abandoned", extra={"hook": hook, "plugin": plugin, "budget_s": budget,
+                                                  "still_running": still_running})
+        return HookTimeout(hook, plugin, budget, still_running)
 
 
 def load_host(disabled: Iterable[str] = (), extra_modules: Iterable[str] = ()) -> PluginHost:

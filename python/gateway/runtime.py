@@ -55,6 +55,7 @@ def build_runtime(config: Any, generation: int, host: PluginHost | None = None) 
     """
     if host is None:
         host = load_host(config.disabled_plugins, config.plugins.modules)
+    host.hook_budget = config.node.hook_timeout or None  # a peer is waiting on these hooks
     try:
         answers = host.call("gateway_config_loaded", config=config)
     except HookError as exc:

@@ -65,6 +65,7 @@ class Node(_Model):
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 600.0
     plugin_timeout: Seconds = Field(60.0, description="a service call longer than this is answered with a failure; 0 = no bound")
+    hook_timeout: Seconds = Field(5.0, description="a third-party plugin's hook call longer than this is abandoned for that operation and counted; 0 = no bound")
     shutdown_grace: Seconds = 30.0
     receive_path: Literal["rust", "pynetdicom"] = "rust"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

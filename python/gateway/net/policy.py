@@ -62,8 +62,9 @@ def _decide(assoc: Any) -> Rejection | None:
     if rejection is None:
         request = AssociationRequest(info, tuple(str(cx.abstract_syntax) for cx in rq.presentation_context_definition_list))
         try:
+            # A policy that cannot answer in time refuses, as one that raises (fail closed).
             rejection = assoc.gw_runtime.plugins.call("gateway_association_requested", request=request,
-                                                      config=assoc.gw_runtime.config)
+                                                      config=assoc.gw_runtime.config, on_timeout="raise")
         except HookError as exc:
             rejection = Rejection(2, 2, 1, f"policy plugin failed: {exc}")  # transient, ACSE, no reason
     return rejection
