@@ -194,12 +194,13 @@ def test_scu_role_services_are_in_the_registry_and_the_conformance_statement(tmp
     config = load_config(None, {"data_dir": str(tmp_path / "d")})
     host = load_host()
     services = host.services
-    assert sorted(s.name for s in services.scu_services()) == ["storage-commitment-scu", "storage-scu", "verification"]
+    assert sorted(s.name for s in services.scu_services()) == [
+        "query-retrieve-scu", "storage-commitment-scu", "storage-scu", "verification"]
     assert callable(services.scu("storage-scu").client.send)
     assert callable(services.scu("storage-commitment-scu").client.request)
     assert services.scu("verification").role == "both"
     with pytest.raises(LookupError, match=r"^no SCU service named 'storage' "
-                       r"\(registered: storage-commitment-scu, storage-scu, verification\)$"):
+                       r"\(registered: query-retrieve-scu, storage-commitment-scu, storage-scu, verification\)$"):
         services.scu("storage")  # the SCP is not an SCU
     text = render(config, host)
     scu = text.split("## SOP classes (SCU)", 1)[1]

@@ -1,7 +1,9 @@
 """Query/Retrieve SCP (PS3.4 Annex C, issue 12): C-FIND for the Patient Root,
 Study Root and Patient/Study Only models (QRS-1) over the index.
 
-C-MOVE and C-GET are not served yet (see docs/query-retrieve.md).
+C-MOVE and C-GET are plugins of their own (``query_retrieve_move``,
+``query_retrieve_get``), one per operation, so each can be disabled alone
+(see docs/query-retrieve.md).
 """
 
 from __future__ import annotations

@@ -25,6 +25,19 @@ FIND_MODELS = {
     "1.2.840.10008.5.1.4.1.2.3.1": PATIENT_STUDY_ONLY,  # retired, the seeds serve it
 }
 
+#: Move SOP class → information model (QRS-1, QRS-5).
+MOVE_MODELS = {
+    "1.2.840.10008.5.1.4.1.2.1.2": PATIENT_ROOT,
+    "1.2.840.10008.5.1.4.1.2.2.2": STUDY_ROOT,
+    "1.2.840.10008.5.1.4.1.2.3.2": PATIENT_STUDY_ONLY,  # retired, the seeds serve it
+}
+
+#: Get SOP class → information model (issue 12: beyond the seeds, what viewers use).
+GET_MODELS = {
+    "1.2.840.10008.5.1.4.1.2.1.3": PATIENT_ROOT,
+    "1.2.840.10008.5.1.4.1.2.2.3": STUDY_ROOT,
+}
+
 #: Levels each model allows (PS3.4 C.6).
 MODEL_LEVELS = {
     PATIENT_ROOT: LEVELS,

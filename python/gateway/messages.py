@@ -166,16 +166,26 @@ class StoreRequest(DimseRequest):
 
 @dataclass
 class IdentifierRequest(DimseRequest):
-    """A DIMSE request answered by a series of responses (C-FIND, and later
-    C-GET/C-MOVE): the Identifier as received, and whether the peer sent a
-    C-CANCEL-RQ for it. Generic: the core knows nothing of what the Identifier means."""
+    """A DIMSE request answered by a series of responses (C-FIND, C-MOVE, C-GET):
+    the Identifier as received, and whether the peer sent a C-CANCEL-RQ for it.
+    Generic: the core knows nothing of what the Identifier means.
+
+    The service's handler returns an iterator of ``(status, dataset)``: a status
+    is a code or a :class:`Response` (whose ``extra`` may carry response command
+    elements such as ``NumberOfCompletedSuboperations``), the dataset is the
+    response's Identifier or None."""
 
     sop_class_uid: str = ""
     priority: int = 0
     identifier: Any = None  # None: it could not be decoded
     is_cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
+    #: C-MOVE: the Move Destination AE title as received (stripped).
     move_destination: str | None = None
     plugins: Any = None
+    #: C-GET: the requesting association as the way back for C-STORE
+    #: sub-operations. Opaque: a service hands it to the Storage SCU
+    #: (``registry.scu("storage-scu").client.send_back``); None for other operations.
+    store_channel: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

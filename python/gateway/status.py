@@ -32,6 +32,10 @@ class Status(IntEnum):
     PENDING_WARNING = 0xFF01
     CANCEL = 0xFE00
     MOVE_DESTINATION_UNKNOWN = 0xA801
+    # C-MOVE / C-GET (PS3.4 C.4.2.1.5, C.4.3.1.4; QRS-5)
+    UNABLE_TO_CALCULATE_MATCHES = 0xA701
+    UNABLE_TO_PERFORM_SUB_OPERATIONS = 0xA702
+    SUB_OPERATIONS_WITH_FAILURES = 0xB000  # Warning: one or more failures or warnings
 
     @property
     def category(self) -> str:

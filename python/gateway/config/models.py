@@ -135,6 +135,7 @@ class Remote(_Model):
     allow_query: bool = True
     allow_move: bool = True
     allow_store: bool = True
+    move_destination: bool = Field(True, description="a C-MOVE may name its AE title as the Move Destination (QRS-5)")
     associations: int = Field(1, ge=1, le=64, description="parallel associations the sender opens while work is queued")
     max_attempts: int | None = Field(None, ge=1, description="overrides [forwarding] max_attempts")
 

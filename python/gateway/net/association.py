@@ -101,6 +101,29 @@ class GatewayAssociation(FastAssociationMixin, Association):
         logs.bind_association(self.gw_id)
         super()._run_reactor()
 
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        """C-MOVE and C-GET go to :mod:`gateway.net.streams` (the service makes
+        every response and its sub-operations); everything else to pynetdicom's
+        service classes. Same preliminaries as pynetdicom's: a request during
+        release is ignored, an unknown context aborts, C-CANCELs of earlier
+        requests are forgotten, the reactor counts as paused meanwhile."""
+        from gateway.net import streams
+
+        context = getattr(self, "_accepted_cx", {}).get(context_id) if streams.is_streamed(msg) else None
+        if context is None or getattr(self, "_sent_release", False):
+            super()._serve_request(msg, context_id)
+            return
+        self.dimse.cancel_req = {}
+        self._is_paused = True  # as pynetdicom around SCP(): the service may send and wait (C-GET)
+        try:
+            streams.serve(self, msg, context)
+        except Exception as exc:  # as pynetdicom: never a dead reactor
+            log.error("%s failed; aborting the association", type(msg).__name__, exc_info=exc)
+            self.abort()
+        finally:
+            self._is_paused = False
+            self.dimse.cancel_req = {}
+
     def drain_check(self) -> None:
         """Abort between operations while the worker is shutting down."""
         if not self.gw_draining or self.gw_busy or not self.is_established:

@@ -39,8 +39,11 @@ def _acceptor_roles(services: list[Any]) -> tuple[bool, bool]:
     Our "scp" services accept a requestor acting as SCU; our "scu" services
     accept one acting as SCP: e.g. a Storage Commitment SCP that opens an
     association to us to send its N-EVENT-REPORT (PS3.4 J.3.3) proposes the
-    SCP role and is accepted with us as SCU. A requestor that proposes no
-    role selection always gets the default roles (it SCU, we SCP).
+    SCP role and is accepted with us as SCU, and a C-GET SCU proposes the
+    Storage SCP role for the SOP classes it wants back, accepted for every SOP
+    class the Storage SCU service sends (the C-STORE sub-operations then go on
+    those contexts, PS3.4 C.4.3). A requestor that proposes no role selection
+    always gets the default roles (it SCU, we SCP).
     """
     roles = {service.role for service in services}
     return bool(roles & {"scp", "both"}), bool(roles & {"scu", "both"})

@@ -41,6 +41,8 @@ _FAILURE = {
     "c_store": Status.UNABLE_TO_PROCESS,  # Cxxx "cannot understand" range, STO-8
     "n_event_report": Status.PROCESSING_FAILURE,  # PS3.7 10.1.1.1.8
     "c_find": Status.CANNOT_UNDERSTAND,  # PS3.4 C.4.1.1.4: Cxxx unable to process
+    "c_move": Status.CANNOT_UNDERSTAND,  # PS3.4 C.4.2.1.5: Cxxx unable to process
+    "c_get": Status.CANNOT_UNDERSTAND,  # PS3.4 C.4.3.1.4: Cxxx unable to process
 }
 
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gw-plugin")
@@ -212,8 +214,10 @@ def dispatch_responses(event: Any, operation: str, request: Any) -> Iterator[tup
         return
     code = Status.SUCCESS
     assoc.gw_busy = True  # a graceful shutdown lets the stream finish, as any operation in flight
+    answers: Any = None
     try:
-        for status, dataset in getattr(service.handler, operation)(request):
+        answers = getattr(service.handler, operation)(request)
+        for status, dataset in answers:
             wire = _to_wire(status)
             code = wire if isinstance(wire, int) else int(wire.Status)
             yield wire, dataset
@@ -223,6 +227,15 @@ def dispatch_responses(event: Any, operation: str, request: Any) -> Iterator[tup
         code = _FAILURE.get(operation, Status.PROCESSING_FAILURE)
         yield code, None
     finally:
+        # The peer went away (or the stream ended early): the service's generator
+        # gets GeneratorExit now, not whenever it is collected.
+        close = getattr(answers, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:
+                log.error("service raised while closing its responses", exc_info=exc,
+                          extra={"service": service.name, "op": operation})
         assoc.gw_busy = False
         METRICS.inc("gateway_dimse_requests_total", op=operation, status=category(code))
         METRICS.inc("gateway_dimse_seconds_total", time.perf_counter() - started, op=operation)
@@ -235,18 +248,39 @@ def _identifier(event: Any) -> Dataset | None:
         return None
 
 
-def on_c_find(event: Any) -> Iterator[tuple[int | Dataset, Any]]:
+def _identifier_request(event: Any, **extra: Any) -> IdentifierRequest:
     rq = event.request
-    req = IdentifierRequest(event.assoc.gw_info, _context(event), rq.MessageID, event.assoc.gw_runtime.config,
-                            sop_class_uid=str(rq.AffectedSOPClassUID), priority=int(rq.Priority or 0),
-                            identifier=_identifier(event), is_cancelled=lambda: bool(event.is_cancelled),
-                            plugins=event.assoc.gw_runtime.plugins)
-    yield from dispatch_responses(event, "c_find", req)
+    return IdentifierRequest(event.assoc.gw_info, _context(event), rq.MessageID, event.assoc.gw_runtime.config,
+                             sop_class_uid=str(rq.AffectedSOPClassUID), priority=int(rq.Priority or 0),
+                             identifier=_identifier(event), is_cancelled=lambda: bool(event.is_cancelled),
+                             plugins=event.assoc.gw_runtime.plugins, **extra)
+
+
+def on_c_find(event: Any) -> Iterator[tuple[int | Dataset, Any]]:
+    yield from dispatch_responses(event, "c_find", _identifier_request(event))
+
+
+def on_c_move(event: Any) -> Iterator[tuple[int | Dataset, Any]]:
+    """The service performs the sub-operations itself and yields every response,
+    pending ones included; the stream is sent by :mod:`gateway.net.streams`."""
+    destination = str(event.request.MoveDestination or "").strip()
+    yield from dispatch_responses(event, "c_move", _identifier_request(event, move_destination=destination))
+
+
+def on_c_get(event: Any) -> Iterator[tuple[int | Dataset, Any]]:
+    """As C-MOVE; the C-STORE sub-operations go back on this association through
+    ``request.store_channel`` (in this thread, between two responses)."""
+    from gateway.net.storescu import AssociationChannel
+
+    req = _identifier_request(event, store_channel=AssociationChannel(event.assoc))
+    yield from dispatch_responses(event, "c_get", req)
 
 
 HANDLERS = [
     (evt.EVT_C_ECHO, on_c_echo),
     (evt.EVT_C_FIND, on_c_find),
+    (evt.EVT_C_MOVE, on_c_move),
+    (evt.EVT_C_GET, on_c_get),
     (evt.EVT_C_STORE, on_c_store),
     (evt.EVT_N_EVENT_REPORT, on_n_event_report),
 ]

@@ -369,11 +369,17 @@ def encode_response_command(primitive: Any) -> bytes | None:
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
-def encode_store_command(message_id: int, sop_class: str, sop_instance: str, priority: int = 2) -> bytes:
+def encode_store_command(message_id: int, sop_class: str, sop_instance: str, priority: int = 2,
+                         move_originator: tuple[str, int] | None = None) -> bytes:
     """Group 0000 of a C-STORE-RQ with a data set (PS3.7 9.3.1.1), implicit VR
-    LE, without the optional Move Originator elements: the bytes pynetdicom
-    writes for the same primitive (checked in tests/test_send_fastpath.py),
-    without building and encoding a pydicom Dataset per object."""
+    LE, with the Move Originator AE Title and Message ID of a C-MOVE
+    sub-operation when given: the bytes pynetdicom writes for the same
+    primitive (checked in tests/test_send_fastpath.py), without building and
+    encoding a pydicom Dataset per object."""
+    originator = b""
+    if move_originator is not None:
+        originator = (_element(0x1030, move_originator[0].encode("ascii"), b" ")
+                      + _element(0x1031, struct.pack("<H", move_originator[1])))
     body = b"".join((
         _element(0x0002, sop_class.encode(), b"\x00"),
         _element(0x0100, b"\x01\x00"),
@@ -381,6 +387,7 @@ def encode_store_command(message_id: int, sop_class: str, sop_instance: str, pri
         _element(0x0700, struct.pack("<H", priority)),
         _element(0x0800, b"\x01\x00"),
         _element(0x1000, sop_instance.encode(), b"\x00"),
+        originator,
     ))
     return _element(0x0000, struct.pack("<I", len(body))) + body
 

@@ -162,12 +162,15 @@ class Outgoing:
     transfer_syntax_uid: str
     key: Any = None
     preferred_syntax: str | None = None
+    #: A C-MOVE sub-operation: (Move Originator AE Title, Move Originator Message ID),
+    #: carried in the C-STORE-RQ (PS3.7 9.1.1.1).
+    move_originator: tuple[str, int] | None = None
 
 
 @dataclass
 class SendResult:
     item: Outgoing
-    state: str  # "done" | "failed"
+    state: str  # "done" | "failed" | "cancelled" (not attempted: send_items was cancelled)
     status: int | None
     syntax: str | None = None
     error: str = ""  # why it failed; for a done item, the peer's warnings (SND-5), if any
@@ -265,6 +268,7 @@ def open_association(dest: Destination, contexts: Sequence[tuple[str, Sequence[s
         else:
             assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
                                  ext_neg=ext_neg or None, evt_handlers=handlers)
+            _keep_responses(assoc)
     except (OSError, ValueError) as exc:
         raise AssociationFailed("unreachable", f"{dest}: cannot open an association: {exc}") from exc
     if assoc.is_established:
@@ -294,6 +298,29 @@ def open_association(dest: Destination, contexts: Sequence[tuple[str, Sequence[s
         raise AssociationFailed("rejected", f"{dest}: the peer accepted none of the proposed presentation "
                                             f"contexts (SOP classes {', '.join(classes)})")
     raise AssociationFailed("aborted", f"{dest}: association aborted by the peer")
+
+
+def _keep_responses(assoc: Any) -> None:
+    """Plain pynetdicom requestor: a response its reactor takes is handed back.
+
+    A thread sending a C-STORE pauses the reactor (clear ``_reactor_checkpoint``,
+    wait for ``_is_paused``) and then blocks in ``dimse.get_msg``; but the reactor
+    sets ``_is_paused`` before waiting on the checkpoint and clears it only after,
+    so a reactor that had just passed the wait looks paused, then polls the DIMSE
+    queue, takes the response and drops it as an unexpected message — the sender
+    waits out its DIMSE timeout (seen as C-MOVE sub-operations stalling under
+    load). A response reaching the reactor goes back on the queue instead, where
+    the blocked sender takes it."""
+    serve = assoc._serve_request
+
+    def serve_requests_only(msg: Any, context_id: int) -> None:
+        if not getattr(msg, "is_valid_request", False) and getattr(msg, "is_valid_response", False):
+            log.debug("a response the reactor took goes back to the waiting sender")
+            assoc.dimse.msg_queue.put((context_id, msg))
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = serve_requests_only
 
 
 class _Plan:
@@ -560,7 +587,7 @@ class StoreAssociation:
                 except (TranscodeError, OSError) as exc:
                     return SendResult(item, "failed", worst, syntax, retryable=False, sent=sent,
                                       error=f"{item.path}: cannot convert {stored} -> {ts}: {exc}")
-            code, comment, problem = self._c_store(cx_id, sop_class, sop_instance, path, off)
+            code, comment, problem = self._c_store(cx_id, sop_class, sop_instance, path, off, item.move_originator)
             if problem:
                 # SND-6: no response in time (or the link died): the association
                 # is aborted; the object may be retried on a new one.
@@ -586,7 +613,8 @@ class StoreAssociation:
             return SendResult(item, "failed", code, syntax, text, retryable=True, sent=sent)
         return SendResult(item, "done", worst if worst is not None else 0, syntax, "; ".join(comments), sent=sent)
 
-    def _c_store(self, cx_id: int, sop_class: str, sop_instance: str, path: Path, offset: int) -> tuple[int | None, str, str]:
+    def _c_store(self, cx_id: int, sop_class: str, sop_instance: str, path: Path, offset: int,
+                 move_originator: tuple[str, int] | None = None) -> tuple[int | None, str, str]:
         """One C-STORE streamed from ``path`` at ``offset``: (status, error comment, problem)."""
         assoc = self._assoc
         self._msg_id = self._msg_id % 65535 + 1
@@ -595,6 +623,9 @@ class StoreAssociation:
         req.Priority = 2  # LOW, pynetdicom's default (PS3.7 9.1.1.1)
         req.AffectedSOPClassUID = sop_class
         req.AffectedSOPInstanceUID = sop_instance
+        if move_originator is not None:
+            req.MoveOriginatorApplicationEntityTitle = move_originator[0]
+            req.MoveOriginatorMessageID = move_originator[1]
         # pynetdicom streams a dataset given as (path, offset) in PDU-sized
         # reads instead of holding an encoded copy (STORE_SEND_CHUNKED_DATASET path).
         req._dataset_path = (Path(path), offset)
@@ -602,7 +633,7 @@ class StoreAssociation:
         limits = [t for t in (self.dest.dimse_timeout or None, remaining) if t is not None]
         wait = min(limits) if limits else None
         if getattr(assoc, "gw_fast", False):
-            return self._c_store_fast(cx_id, sop_class, sop_instance, path, offset, wait, remaining)
+            return self._c_store_fast(cx_id, sop_class, sop_instance, path, offset, wait, remaining, move_originator)
         assoc.dimse_timeout = wait
         # Mirrors Association.send_c_store: pause the reactor so it does not
         # consume the response before get_msg does.
@@ -621,14 +652,15 @@ class StoreAssociation:
         return self._check_response(rsp, remaining)
 
     def _c_store_fast(self, cx_id: int, sop_class: str, sop_instance: str, path: Path, offset: int,
-                      wait: float | None, remaining: float | None) -> tuple[int | None, str, str]:
+                      wait: float | None, remaining: float | None,
+                      move_originator: tuple[str, int] | None = None) -> tuple[int | None, str, str]:
         """_c_store on a gateway.net.requestor association: the command encoded by hand,
         the data set streamed from the file by this thread, the response awaited on an event."""
         from gateway.net.fastpath import encode_store_command
         from gateway.net.requestor import SendFailed
 
         assoc = self._assoc
-        command = encode_store_command(self._msg_id, sop_class, sop_instance)
+        command = encode_store_command(self._msg_id, sop_class, sop_instance, move_originator=move_originator)
         deadline = time.monotonic() + remaining if remaining is not None else None
         try:
             assoc.send_file_message(cx_id, command, path, offset, self.dest.dimse_timeout or None, deadline)
@@ -774,7 +806,8 @@ def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
                on_result: Callable[[SendResult], None] | None = None,
                on_state: Callable[[str], None] | None = None,
                on_start: Callable[[Outgoing], None] | None = None,
-               transform: Callable[[Any, Destination], None] | None = None) -> list[SendResult]:
+               transform: Callable[[Any, Destination], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> list[SendResult]:
     """SND-3..SND-5 for a list; results in the order of ``items``.
 
     Many C-STOREs per association (SND-3). A SOP class the peer did not
@@ -784,7 +817,9 @@ def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
     that item fails and the rest go on a NEW association (SND-5). Warning
     (Bxxx): sent, logged. ``on_state`` receives CONNECTING / ACTIVE /
     COMPLETED / FAILED per association; ``on_start`` is called before each
-    item goes (SND-3 "In Progress"), ``on_result`` after.
+    item goes (SND-3 "In Progress"), ``on_result`` after. Once ``cancelled()``
+    is true (checked before each item: a C-CANCEL of a C-MOVE) the items not
+    yet sent end in state "cancelled" and the association is released.
     """
     results: dict[int, SendResult] = {}
 
@@ -814,6 +849,8 @@ def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
         refused = False
         for pos, i in enumerate(pending):
             item = items[i]
+            if not ended and cancelled is not None and cancelled():
+                ended = "cancelled"
             if ended:
                 later.append(i)
                 continue
@@ -839,6 +876,12 @@ def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
                 continue
             # SND-5: another failure, or a timeout/abort: the rest on a new association.
             ended = result.error or "failure"
+        if ended == "cancelled":
+            sa.release()
+            state(COMPLETED)
+            for i in later:
+                emit(i, SendResult(items[i], "cancelled", None, retryable=False, error="not sent: cancelled"))
+            break
         if refused:
             state(FAILED)
             for i in later:
@@ -860,3 +903,80 @@ def send_items(dest: Destination, items: Sequence[Outgoing], config: Any,
             break
         pending = later
     return [results[i] for i in range(len(items))]
+
+
+# ---- C-STOREs back on an association the peer requested (C-GET sub-operations) ----
+
+class AssociationChannel:
+    """An association a peer opened to us, as the way back for C-STORE
+    sub-operations (a C-GET, PS3.4 C.4.3). Opaque to plugins: the core puts it
+    in the request, a service hands it to the Storage SCU (``send_back``)."""
+
+    __slots__ = ("_assoc",)
+
+    def __init__(self, assoc: Any) -> None:
+        self._assoc = assoc
+
+    def __repr__(self) -> str:
+        return f"<AssociationChannel {getattr(self._assoc, 'gw_id', '?')}>"
+
+
+class _BorrowedStoreAssociation(StoreAssociation):
+    """The StoreAssociation view of a peer's association: only the contexts on
+    which the peer accepted our SCU role (SCP/SCU role selection, PS3.7 D.3.3.4)
+    carry C-STOREs, and it is never released or timed out from here — the peer
+    owns it. Used from the association's own thread, while its reactor is paused."""
+
+    def __init__(self, dest: Destination, assoc: Any, config: Any) -> None:
+        super().__init__(dest, assoc, set(), config)
+        self._accepted = {}
+        for cx in assoc.accepted_contexts:
+            if cx.as_scu:
+                for ts in cx.transfer_syntax:
+                    self._accepted.setdefault(str(cx.abstract_syntax), {}).setdefault(str(ts), cx.context_id)
+        self._covered = set(self._accepted)
+
+    def covers(self, item: Outgoing) -> bool:
+        return True  # what the peer did not accept fails in precheck (SND-4)
+
+    def release(self) -> None:
+        pass  # a refusal (A7xx) fails that object; the association stays the peer's
+
+
+def _channel_destination(assoc: Any, config: Any) -> Destination:
+    """The peer as a destination: its remote's SND-7 options when its AE title is
+    a configured remote's, the node's DIMSE timeout, no session timer."""
+    info = assoc.gw_info
+    node = config.node
+    dest = Destination(name=f"{info.calling_ae}@{info.peer_host}:{info.peer_port}", ae_title=info.calling_ae,
+                       host=info.peer_host, port=info.peer_port, calling_ae_title=info.called_ae,
+                       dimse_timeout=node.dimse_timeout)
+    for name, remote in sorted((getattr(config, "remotes", None) or {}).items()):
+        if remote.ae_title == info.calling_ae:
+            dest = dataclasses.replace(Destination.from_remote(name, remote, config), host=info.peer_host,
+                                       port=info.peer_port, calling_ae_title=info.called_ae)
+            break
+    return dataclasses.replace(dest, session_timeout=0.0, dimse_timeout=dest.dimse_timeout or node.dimse_timeout)
+
+
+def send_on_channel(channel: AssociationChannel, items: Iterable[Outgoing], config: Any,
+                    transform: Callable[[Any, Destination], None] | None = None) -> Iterable[SendResult]:
+    """C-STORE each item back on the peer's association, in the calling thread
+    (the association's: a C-GET handler), one :class:`SendResult` per item as
+    it is done — SND-2 syntax choice and Rust conversion as for any send. An
+    item whose SOP class has no context with our SCU role fails (SND-4);
+    after the association ended, every remaining item fails."""
+    assoc = channel._assoc
+    sa = getattr(assoc, "gw_store_back", None)
+    if sa is None:  # one per association: Message IDs go on across C-GETs
+        sa = assoc.gw_store_back = _BorrowedStoreAssociation(_channel_destination(assoc, config), assoc, config)
+    sa.transform = transform
+    dimse_timeout = assoc.dimse_timeout
+    try:
+        for item in items:
+            if not assoc.is_established:
+                yield SendResult(item, "failed", None, error="the association ended", retryable=False)
+                continue
+            yield sa.precheck(item) or sa.send(item)
+    finally:
+        assoc.dimse_timeout = dimse_timeout  # _c_store sets the destination's for each C-STORE
