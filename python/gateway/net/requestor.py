@@ -122,6 +122,25 @@ class RequestorDIMSE(FastDIMSE):
 class _RequestorSocket(AssociationSocket):
     """pynetdicom's socket, closed only between PDUs of a streamed message."""
 
+    # pynetdicom's ACSE (the thread that called ``request()``) waits for the
+    # connect and then reads ``_is_connected`` to tell a failed connect from a
+    # good one. On this path the reactor can connect, send the A-ASSOCIATE-RQ,
+    # receive an A-ASSOCIATE-RJ and close the connection (AE-4) before that
+    # thread looks — it then took the closed connection for a failed connect
+    # and reported a rejection as an abort (1 in ~100 under load). Once
+    # connected the flag stays true; ``socket is None`` is what says closed
+    # (``close()`` and ``ready()`` test it first).
+    _connected_once = False
+
+    @property
+    def _is_connected(self) -> bool:  # type: ignore[override]
+        return self._connected_once
+
+    @_is_connected.setter
+    def _is_connected(self, value: bool) -> None:
+        if value:
+            self._connected_once = True
+
     def close(self) -> None:
         lock = getattr(self.assoc.dul, "send_lock", None)
         if lock is None:
