@@ -72,6 +72,17 @@ def write_config(directory: Path, gateway_toml: str, **files: str) -> Path:
     return directory
 
 
+def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``predicate`` until it gives a true value (returned); AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def third_party_plugins(root: Path, modules: dict[str, str]) -> dict[str, str]:
     """A minimal installed distribution (a ``.dist-info`` with entry points) in
     ``root`` — what ``pip install`` leaves — holding one plugin module per

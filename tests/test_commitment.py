@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 
-from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, missing_component, free_port, wait_port, write_config, write_cts
+from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, missing_component, free_port, wait_port, wait_for, write_config, write_cts
 from gateway.config import load_config
 from gateway.index import FileRecord, Index, extract_attributes
 from gateway.index import schema as S
@@ -93,16 +93,6 @@ def gateway(cfg_dir: Path):
         yield gw
     finally:
         gw.stop()
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---- peers ---------------------------------------------------------------------------

@@ -15,21 +15,12 @@ import pytest
 from pydicom import dcmread
 from pynetdicom import AE
 
-from conftest import basic_toml, dcmtk, free_port, third_party_plugins, write_config, write_cts
+from conftest import basic_toml, dcmtk, free_port, third_party_plugins, wait_for, write_config, write_cts
 from gateway.metrics import METRICS
 
 NODELAY = dict(os.environ, TCP_NODELAY="1")
 CT = "1.2.840.10008.5.1.4.1.1.2"
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-
-
-def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def storescu(port, files, *, calling="ISOLATION", env=NODELAY):

@@ -9,17 +9,8 @@ import time
 import pytest
 from pynetdicom import AE
 
-from conftest import basic_toml, free_port, wait_port
+from conftest import basic_toml, free_port, wait_for, wait_port
 from gateway.net.scu import AssociationFailed, Peer, echo
-
-
-def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def can_echo(port: int, called: str) -> bool:

@@ -47,6 +47,12 @@ class Runtime:
 
         return scp_contexts(self.plugins.services, self.config)
 
+    @functools.cached_property
+    def default_role_contexts(self) -> list[Any]:
+        """:attr:`contexts` for a peer that proposes no SCP role: only the SOP
+        classes an SCP service serves (gateway.net.policy)."""
+        return [cx for cx in self.contexts if str(cx.abstract_syntax) in self.scp_table]
+
 
 def build_runtime(config: Any, generation: int, host: PluginHost | None = None) -> Runtime:
     """Load plugins for ``config`` and let them validate it.
@@ -61,6 +67,10 @@ def build_runtime(config: Any, generation: int, host: PluginHost | None = None) 
     except HookError as exc:
         raise PluginConfigError(str(exc)) from exc
     problems = [p for answer in answers or () for p in (answer or ())]
+    if getattr(config, "routes", None):  # rules whose action a plugin provides (prefetch, …)
+        from gateway.routing import check_rule_actions
+
+        problems += check_rule_actions(config, host.services)
     if problems:
         raise PluginConfigError("\n".join(problems))
     data_dir = Path(config.node.data_dir)

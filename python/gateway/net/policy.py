@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from pynetdicom import build_context, evt
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 
 from gateway.messages import AssociationInfo, AssociationRequest, Rejection
 from gateway.metrics import METRICS
@@ -95,14 +96,21 @@ def on_requested(event: Any) -> None:
         return
     # The AC carries the called AE title the peer asked for (one listener, many AEs).
     assoc.acceptor.ae_title = info.called_ae
-    _apply_syntax_policy(assoc, runtime, assoc.requestor.primitive)
+    _choose_contexts(assoc, runtime, assoc.requestor.primitive)
 
 
-def _apply_syntax_policy(assoc: Any, runtime: Any, rq: Any) -> None:
-    """STO-3. pynetdicom accepts, per context, the first of the *acceptor's*
+def _choose_contexts(assoc: Any, runtime: Any, rq: Any) -> None:
+    """The contexts this association may accept.
+
+    STO-3: pynetdicom accepts, per context, the first of the *acceptor's*
     syntaxes that the peer proposed: the "acceptor" policy (Philips order) is
     its default. For services with the "proposer" policy (GENIE), this
-    association gets copies of those contexts ordered as the peer proposed."""
+    association gets copies of those contexts ordered as the peer proposed.
+
+    A SOP class only our SCU-role services use (the Storage Commitment SCU's,
+    the storage classes a C-GET sends back) is accepted only from a peer that
+    proposes the SCP role for it (PS3.7 D.3.3.4): with the default roles it
+    would be asking us to be an SCP we are not."""
     table = runtime.scp_table
     proposed: dict[str, list[str]] = {}
     for cx in rq.presentation_context_definition_list:
@@ -110,19 +118,24 @@ def _apply_syntax_policy(assoc: Any, runtime: Any, rq: Any) -> None:
         services = table.get(uid)
         if services and services[0].resolve_syntax_policy(runtime.config) == "proposer":
             proposed.setdefault(uid, [str(ts) for ts in cx.transfer_syntax])
-    if not proposed:
-        return
-    contexts = []
-    for ac in runtime.contexts:
-        order = proposed.get(str(ac.abstract_syntax))
-        if order is None:
-            contexts.append(ac)
-            continue
-        rank = {ts: i for i, ts in enumerate(order)}
-        ordered = build_context(ac.abstract_syntax, sorted(ac.transfer_syntax, key=lambda ts: rank.get(str(ts), len(rank))))
-        ordered.scp_role, ordered.scu_role = ac.scp_role, ac.scu_role
-        contexts.append(ordered)
+    as_scp = {str(item.sop_class_uid) for item in rq.user_information or ()
+              if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.scp_role}
+    if as_scp:
+        contexts = [ac for ac in runtime.contexts if str(ac.abstract_syntax) in table or str(ac.abstract_syntax) in as_scp]
+    else:
+        contexts = runtime.default_role_contexts
+    if proposed:
+        contexts = [_ordered(ac, proposed[str(ac.abstract_syntax)]) if str(ac.abstract_syntax) in proposed else ac
+                    for ac in contexts]
     assoc.acceptor.supported_contexts = contexts
+
+
+def _ordered(ac: Any, order: list[str]) -> Any:
+    """A copy of an acceptor context with its syntaxes in the peer's order."""
+    rank = {ts: i for i, ts in enumerate(order)}
+    ordered = build_context(ac.abstract_syntax, sorted(ac.transfer_syntax, key=lambda ts: rank.get(str(ts), len(rank))))
+    ordered.scp_role, ordered.scu_role = ac.scp_role, ac.scu_role
+    return ordered
 
 
 def on_accepted(event: Any) -> None:
