@@ -61,9 +61,32 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from gateway.config import check_command
+    """The config's own checks, then every plugin's (``gateway_config_loaded``, as
+    a start or a reload runs them): a config a plugin refuses is not OK."""
+    import io
 
-    return check_command(Path(args.dir))
+    from gateway.config import check_command, load_config
+    from gateway.plugins import HookError, load_host
+
+    summary = io.StringIO()
+    if check_command(Path(args.dir), out=summary):
+        print(summary.getvalue(), end="")
+        return 1
+    config = load_config(Path(args.dir))
+    host = load_host(config.disabled_plugins, config.plugins.modules)
+    try:
+        problems = [p for answer in host.call("gateway_config_loaded", config=config) or () for p in answer or ()]
+    except HookError as exc:
+        problems = [str(exc)]
+    for name, why in sorted(host.failed.items()):  # serving works without it: said, not refused
+        print(f"warning: plugin {name!r} left out: {why}", file=sys.stderr)
+    if problems:
+        print(f"{args.dir}: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(summary.getvalue(), end="")
+    return 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:

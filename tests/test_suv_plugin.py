@@ -1,0 +1,135 @@
+"""The template third-party plugin, examples/suv-plugin (issue 11 item 4), installed
+on its own from its folder as a stranger would install it: its command and its
+`ls` column appear, and the SUV factors it stores for the project's test PET
+series — sent to a real gateway with DCMTK storescu — match a hand calculation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from conftest import basic_toml, dcmtk, free_port, wait_for, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+NODELAY = dict(os.environ, TCP_NODELAY="1")
+
+# The generator's PET series (gateway.testing.corpus make_pt): FDG injected at
+# 07:15:00, series (and acquisition) start 08:15:00 on the same day, Decay
+# Correction START, 370 MBq, half-life 6586.2 s, patient 82 kg, Units BQML.
+#   elapsed       = 08:15:00 - 07:15:00 = 3600 s
+#   decayed dose  = 370e6 * 2 ** (-3600 / 6586.2) = 253.326e6 Bq  (2 ** -0.546597 = 0.684665)
+#   SUV factor    = 82000 g / 253.326e6 Bq = 3.23694e-4 g/ml
+HAND_COMPUTED = 82000 / 253.326e6
+# Its Philips factor (7053,1000) is written from the undecayed dose: 82000 / 370e6.
+# So the two differ by the decay over the hour, 1 / 0.684665 = 1.46.
+HAND_PHILIPS = 82000 / 370e6
+
+
+@pytest.fixture(scope="module")
+def suv_site(tmp_path_factory) -> Path:
+    """examples/suv-plugin built and installed into a directory of its own."""
+    tmp = tmp_path_factory.mktemp("suv")
+    source = shutil.copytree(REPO / "examples" / "suv-plugin", tmp / "src")  # builds leave no files in the repo
+    site = tmp / "site"
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+                          "--disable-pip-version-check", "--target", str(site), str(source)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (site / "gateway_suv" / "plugin.py").exists()
+    return site
+
+
+@pytest.fixture(scope="module")
+def pet_files(tmp_path_factory) -> list[Path]:
+    from gateway.testing.corpus import generate
+
+    out = tmp_path_factory.mktemp("pt")
+    generate(out, profile="small", only=["PT", "CT"])
+    return sorted((out / "PT").glob("*.dcm")) + sorted((out / "CT").glob("*.dcm"))[:2]
+
+
+def cli(site: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_installed_from_its_folder_it_adds_its_command(suv_site):
+    top = cli(suv_site, "--help")
+    assert top.returncode == 0 and top.stderr == "", top.stderr
+    block = top.stdout.split("commands from plugin 'suv':\n", 1)[1]
+    assert block.splitlines()[0].split()[0] == "suv"
+    listed = cli(suv_site, "plugins")
+    assert any(line.split()[:1] == ["suv"] and "dicom-gateway-suv" in line for line in listed.stdout.splitlines()), \
+        listed.stdout
+    assert "examples:\n  dicom-gateway suv --series 1.2.3" in cli(suv_site, "suv", "--help").stdout
+
+
+def test_stored_pet_series_gets_suv_factors_in_the_index_and_ls(suv_site, pet_files, gateway_process, tmp_path):
+    port, data = free_port(), tmp_path / "d"
+    cnts = _with_units(pet_files[0], tmp_path / "cnts.dcm", "CNTS")
+    cfg = write_config(tmp_path / "cfg", basic_toml(port, data), **{"plugins/suv.toml": 'prefer = "computed"\n'})
+    gateway_process(["serve", "--config", str(cfg)], port, env={"PYTHONPATH": str(suv_site)})
+    sent = subprocess.run([dcmtk("storescu"), "-aec", "DICOM_GATEWAY", "127.0.0.1", str(port),
+                           *map(str, pet_files + [cnts])], capture_output=True, text=True, timeout=120, env=NODELAY)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    pts = [pydicom.dcmread(p, stop_before_pixels=True) for p in pet_files if "PT_" in p.name]
+    study = str(pts[0].StudyInstanceUID)
+
+    def rows():
+        run = cli(suv_site, "suv", "--study", study, "--json", "--config", str(cfg))
+        found = [json.loads(line) for line in run.stdout.splitlines()]
+        return found if len(found) == len(pts) + 1 else None
+
+    found = {r["sop_instance_uid"]: r for r in wait_for(rows, timeout=30, what="the SUV rows")}
+    assert set(found) == {str(ds.SOPInstanceUID) for ds in pts} | {str(pydicom.dcmread(cnts).SOPInstanceUID)}
+    for ds in pts:  # the CT objects got no row: only PT is looked at
+        row = found[str(ds.SOPInstanceUID)]
+        assert row["computed"] == pytest.approx(HAND_COMPUTED, rel=1e-3)
+        assert row["philips"] == pytest.approx(HAND_PHILIPS, rel=1e-6)
+        assert (row["factor"], row["source"]) == (row["computed"], "computed")  # prefer = "computed"
+    odd = found[str(pydicom.dcmread(cnts).SOPInstanceUID)]
+    assert odd["computed"] is None and odd["why_not_computed"] == "Units is CNTS, not BQML"
+    assert (odd["factor"], odd["source"]) == (odd["philips"], "philips")  # the fallback
+
+    value = cli(suv_site, "suv", "--series", str(pts[0].SeriesInstanceUID), "--value", "5300", "--json",
+                "--config", str(cfg))
+    converted = {r["sop_instance_uid"]: r for r in map(json.loads, value.stdout.splitlines())}
+    assert converted[str(pts[0].SOPInstanceUID)]["suv"] == pytest.approx(5300 * HAND_COMPUTED, rel=1e-3)
+
+    listing = cli(suv_site, "ls", "--config", str(cfg))
+    assert listing.returncode == 0, listing.stderr
+    pt_line = next(line for line in listing.stdout.splitlines() if "PT" in line.split()[:3])
+    assert "SUVbw 0.0002216-0.0003237 g/ml (computed/philips)" in pt_line, listing.stdout  # the CNTS image: philips
+    ct_line = next(line for line in listing.stdout.splitlines() if "CT" in line.split()[:3])
+    assert "SUVbw" not in ct_line
+
+    # --rescan recomputes from the stored files (rows lost, or data older than the plugin)
+    rescan = cli(suv_site, "suv", "--study", study, "--rescan", "--config", str(cfg))
+    assert rescan.returncode == 0, rescan.stderr
+    assert f"rescanned {len(pts) + 1} image(s); 2 object(s) of other modalities skipped" in rescan.stderr
+
+
+def test_a_bad_settings_file_is_refused_with_file_line_and_key(suv_site, tmp_path):
+    cfg = write_config(tmp_path / "cfg", basic_toml(free_port(), tmp_path / "d"),
+                       **{"plugins/suv.toml": 'enabled = true\nprefer = "vendor"\n'})
+    check = cli(suv_site, "config", "check", str(cfg))
+    assert check.returncode != 0
+    assert "plugins/suv.toml:2: key 'prefer'" in check.stdout + check.stderr, check.stdout + check.stderr
+
+
+def _with_units(source: Path, target: Path, units: str) -> Path:
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(source)
+    ds.Units = units
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(target)
+    return target
