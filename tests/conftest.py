@@ -201,13 +201,14 @@ def inprocess_gateway(tmp_path):
 class GatewayProcess:
     """`dicom-gateway serve` as operators run it."""
 
-    def __init__(self, args: list[str], port: int, env: dict | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, args: list[str], port: int, env: dict | None = None, cwd: Path | None = None,
+                 python: str | None = None) -> None:
         env = dict(env or {})
         path = [env.pop("PYTHONPATH", None), str(TEST_PLUGINS), os.environ.get("PYTHONPATH")]
         full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)), **env)
         self.log_path = Path(cwd or ".") / "gateway.log"
         self.log = open(self.log_path, "wb")
-        exe = shutil.which("dicom-gateway") or sys.executable
+        exe = python or shutil.which("dicom-gateway") or sys.executable  # python: another environment's
         cmd = [exe] + args if exe.endswith("dicom-gateway") else [exe, "-m", "gateway.cli"] + args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
         self.port = port

@@ -1,5 +1,5 @@
 """The template third-party plugin, examples/suv-plugin (issue 11 item 4), installed
-on its own from its folder as a stranger would install it: its command and its
+into a temporary virtualenv from its folder, as a stranger would install it: its command and its
 `ls` column appear, and the SUV factors it stores for the project's test PET
 series — sent to a real gateway with DCMTK storescu — match a hand calculation."""
 
@@ -34,16 +34,29 @@ HAND_PHILIPS = 82000 / 370e6
 
 @pytest.fixture(scope="module")
 def suv_site(tmp_path_factory) -> Path:
-    """examples/suv-plugin built and installed into a directory of its own."""
+    """A temporary virtualenv with examples/suv-plugin installed from its folder, as a
+    site would install it; its python. The gateway itself comes from this test
+    run's environment (a .pth), so what is tested is the installed plugin."""
+    import site
+    import sysconfig
+    import venv
+
     tmp = tmp_path_factory.mktemp("suv")
     source = shutil.copytree(REPO / "examples" / "suv-plugin", tmp / "src")  # builds leave no files in the repo
-    site = tmp / "site"
-    run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
-                          "--disable-pip-version-check", "--target", str(site), str(source)],
+    venv.EnvBuilder(with_pip=False).create(tmp / "venv")
+    python = tmp / "venv" / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = [p for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if Path(p).is_dir()]
+    # addsitedir, not a bare path: the editable installs' own .pth files must run too
+    (Path(purelib) / "dicom_gateway_under_test.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    run = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                          "--no-build-isolation", "--no-deps", "--disable-pip-version-check", str(source)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert (site / "gateway_suv" / "plugin.py").exists()
-    return site
+    assert (Path(purelib) / "gateway_suv" / "plugin.py").exists()
+    return python
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +68,8 @@ def pet_files(tmp_path_factory) -> list[Path]:
     return sorted((out / "PT").glob("*.dcm")) + sorted((out / "CT").glob("*.dcm"))[:2]
 
 
-def cli(site: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+def cli(python: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_installed_from_its_folder_it_adds_its_command(suv_site):
@@ -76,7 +87,7 @@ def test_stored_pet_series_gets_suv_factors_in_the_index_and_ls(suv_site, pet_fi
     port, data = free_port(), tmp_path / "d"
     cnts = _with_units(pet_files[0], tmp_path / "cnts.dcm", "CNTS")
     cfg = write_config(tmp_path / "cfg", basic_toml(port, data), **{"plugins/suv.toml": 'prefer = "computed"\n'})
-    gateway_process(["serve", "--config", str(cfg)], port, env={"PYTHONPATH": str(suv_site)})
+    gateway_process(["serve", "--config", str(cfg)], port, python=str(suv_site))
     sent = subprocess.run([dcmtk("storescu"), "-aec", "DICOM_GATEWAY", "127.0.0.1", str(port),
                            *map(str, pet_files + [cnts])], capture_output=True, text=True, timeout=120, env=NODELAY)
     assert sent.returncode == 0, sent.stdout + sent.stderr
