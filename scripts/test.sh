@@ -57,11 +57,11 @@ python -m pip install -q --disable-pip-version-check ".[test,postgres]" ./plugin
 
 stage "cargo test"
 # Rust: unit and property tests of the pure crates.
-cargo test -q -p dicom-gateway-codec -p dicom-gateway-dataset
+cargo test -q -p dicom-gateway-codec -p dicom-gateway-dataset -p dicom-gateway-imaging
 
 stage "fuzz"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-for target in rust/codec/fuzz rust/dataset/fuzz; do
+for target in rust/codec/fuzz rust/dataset/fuzz rust/imaging/fuzz; do
   [ -x "$target/run.sh" ] && "$target/run.sh" "$FUZZ_SECONDS"
 done
 

@@ -195,12 +195,12 @@ def test_scu_role_services_are_in_the_registry_and_the_conformance_statement(tmp
     host = load_host()
     services = host.services
     assert sorted(s.name for s in services.scu_services()) == [
-        "query-retrieve-scu", "storage-commitment-scu", "storage-scu", "verification"]
+        "print-scu", "query-retrieve-scu", "storage-commitment-scu", "storage-scu", "verification"]
     assert callable(services.scu("storage-scu").client.send)
     assert callable(services.scu("storage-commitment-scu").client.request)
     assert services.scu("verification").role == "both"
     with pytest.raises(LookupError, match=r"^no SCU service named 'storage' "
-                       r"\(registered: query-retrieve-scu, storage-commitment-scu, storage-scu, verification\)$"):
+                       r"\(registered: print-scu, query-retrieve-scu, storage-commitment-scu, storage-scu, verification\)$"):
         services.scu("storage")  # the SCP is not an SCU
     text = render(config, host)
     scu = text.split("## SOP classes (SCU)", 1)[1]
@@ -235,3 +235,30 @@ def test_a_plugin_for_another_hook_api_major_is_left_out_and_named():
     host._register("future", make(ours + 1), "demo", "1")
     assert [p.name for p in host.list()] == ["current"]
     assert host.failed == {"future": f"written for hook API {ours + 1}, this gateway has {API_VERSION}"}
+
+
+def test_hook_sender_poll(inprocess_gateway, tmp_path):
+    """`gateway_sender_poll`: called every sender round with the open index; `stopping`
+    is set when the sender shuts down."""
+    import poller
+    from conftest import wait_for
+
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    from conftest import write_cts
+
+    poller._started.clear()
+    data, port = tmp_path / "d", free_port()
+    gw = inprocess_gateway(basic_toml(port, data, modules=["poller"], extra="[forwarding]\npoll_interval = 0.1\n"))
+    ae = AE(ae_title="POLLTEST")  # an object stored, so the index the sender opens exists
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1"])
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOM_GATEWAY")
+    assert int(assoc.send_c_store(dcmread(write_cts(tmp_path / "in", 1)[0])).Status) == 0
+    assoc.release()
+    polls = data / "polls.txt"
+    wait_for(lambda: polls.exists() and len(polls.read_text().splitlines()) >= 3, what="three sender rounds")
+    assert set(polls.read_text().splitlines()) == {"Index"}
+    gw.sender.stop(timeout=10)
+    gw.sender = None
+    wait_for(lambda: polls.read_text().splitlines()[-1] == "stopping", what="stopping to be set")

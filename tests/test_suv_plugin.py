@@ -24,11 +24,11 @@ NODELAY = dict(os.environ, TCP_NODELAY="1")
 # 07:15:00, series (and acquisition) start 08:15:00 on the same day, Decay
 # Correction START, 370 MBq, half-life 6586.2 s, patient 82 kg, Units BQML.
 #   elapsed       = 08:15:00 - 07:15:00 = 3600 s
-#   decayed dose  = 370e6 * 2 ** (-3600 / 6586.2) = 253.326e6 Bq  (2 ** -0.546597 = 0.684665)
-#   SUV factor    = 82000 g / 253.326e6 Bq = 3.23694e-4 g/ml
-HAND_COMPUTED = 82000 / 253.326e6
-# Its Philips factor (7053,1000) is written from the undecayed dose: 82000 / 370e6.
-# So the two differ by the decay over the hour, 1 / 0.684665 = 1.46.
+#   decayed dose  = 370e6 * 2 ** (-3600 / 6586.2) = 253.314e6 Bq  (2 ** -0.546597 = 0.684633)
+#   SUV factor    = 82000 g / 253.314e6 Bq = 3.23709e-4 g/ml
+HAND_COMPUTED = 82000 / 253.314e6
+# Its Philips factor (7053,1000) is written from the undecayed dose: 82000 / 370e6
+# = 2.21622e-4 g/ml. So the two differ by the decay over the hour, 1 / 0.684633 = 1.4606.
 HAND_PHILIPS = 82000 / 370e6
 
 
@@ -87,7 +87,7 @@ def test_stored_pet_series_gets_suv_factors_in_the_index_and_ls(suv_site, pet_fi
     port, data = free_port(), tmp_path / "d"
     cnts = _with_units(pet_files[0], tmp_path / "cnts.dcm", "CNTS")
     cfg = write_config(tmp_path / "cfg", basic_toml(port, data), **{"plugins/suv.toml": 'prefer = "computed"\n'})
-    gateway_process(["serve", "--config", str(cfg)], port, python=str(suv_site))
+    gateway = gateway_process(["serve", "--config", str(cfg)], port, python=str(suv_site))
     sent = subprocess.run([dcmtk("storescu"), "-aec", "DICOM_GATEWAY", "127.0.0.1", str(port),
                            *map(str, pet_files + [cnts])], capture_output=True, text=True, timeout=120, env=NODELAY)
     assert sent.returncode == 0, sent.stdout + sent.stderr
@@ -106,9 +106,11 @@ def test_stored_pet_series_gets_suv_factors_in_the_index_and_ls(suv_site, pet_fi
         assert row["computed"] == pytest.approx(HAND_COMPUTED, rel=1e-3)
         assert row["philips"] == pytest.approx(HAND_PHILIPS, rel=1e-6)
         assert (row["factor"], row["source"]) == (row["computed"], "computed")  # prefer = "computed"
-    odd = found[str(pydicom.dcmread(cnts).SOPInstanceUID)]
-    assert odd["computed"] is None and odd["why_not_computed"] == "Units is CNTS, not BQML"
-    assert (odd["factor"], odd["source"]) == (odd["philips"], "philips")  # the fallback
+    odd = found[str(pydicom.dcmread(cnts).SOPInstanceUID)]  # it has a Philips factor too, but counts
+    assert (odd["philips"], odd["computed"], odd["factor"], odd["source"]) == (None, None, None, "")
+    assert odd["why_not_computed"] == "Units is CNTS, not BQML: no SUV"
+    assert "PET image without a computed SUV factor" in gateway.output()  # and the operator's log says why
+    assert "why=Units is CNTS, not BQML: no SUV" in gateway.output()
 
     value = cli(suv_site, "suv", "--series", str(pts[0].SeriesInstanceUID), "--value", "5300", "--json",
                 "--config", str(cfg))
@@ -117,8 +119,9 @@ def test_stored_pet_series_gets_suv_factors_in_the_index_and_ls(suv_site, pet_fi
 
     listing = cli(suv_site, "ls", "--config", str(cfg))
     assert listing.returncode == 0, listing.stderr
-    pt_line = next(line for line in listing.stdout.splitlines() if "PT" in line.split()[:3])
-    assert "SUVbw 0.0002216-0.0003237 g/ml (computed/philips)" in pt_line, listing.stdout  # the CNTS image: philips
+    line_of = {line.split()[-1]: line for line in listing.stdout.splitlines()}  # series lines end with the UID
+    assert "SUVbw 0.0003237 g/ml (computed)" in line_of[str(pts[0].SeriesInstanceUID)], listing.stdout
+    assert "SUVbw - (Units is CNTS, not BQML: no SUV)" in line_of[str(pydicom.dcmread(cnts).SeriesInstanceUID)]
     ct_line = next(line for line in listing.stdout.splitlines() if "CT" in line.split()[:3])
     assert "SUVbw" not in ct_line
 
@@ -128,12 +131,37 @@ def test_stored_pet_series_gets_suv_factors_in_the_index_and_ls(suv_site, pet_fi
     assert f"rescanned {len(pts) + 1} image(s); 2 object(s) of other modalities skipped" in rescan.stderr
 
 
+def test_import_waits_for_its_rows_and_rescan_fills_in_data_older_than_the_plugin(suv_site, pet_files, tmp_path):
+    pts = [p for p in pet_files if "PT_" in p.name]
+    # `import` with the plugin: the rows are there when the command has returned (its writer
+    # thread is flushed at exit), no waiting
+    cfg = write_config(tmp_path / "cfg", basic_toml(free_port(), tmp_path / "d"))
+    assert cli(suv_site, "import", *map(str, pet_files), "--config", str(cfg)).returncode == 0
+    listed = cli(suv_site, "suv", "--json", "--config", str(cfg))
+    assert len(listed.stdout.splitlines()) == len(pts), listed.stdout + listed.stderr
+    # stored before the plugin was installed (this run's own environment does not have it)
+    old = write_config(tmp_path / "old", basic_toml(free_port(), tmp_path / "o"))
+    before = subprocess.run([sys.executable, "-m", "gateway.cli", "import", *map(str, pet_files), "--config", str(old)],
+                            capture_output=True, text=True, timeout=120)
+    assert before.returncode == 0, before.stderr
+    assert cli(suv_site, "suv", "--config", str(old)).returncode == 1  # nothing stored yet, and it says so
+    rescan = cli(suv_site, "suv", "--rescan", "--json", "--config", str(old))  # every PET series of the index
+    assert rescan.returncode == 0, rescan.stderr
+    assert f"rescanned {len(pts)} image(s)" in rescan.stderr
+    rows = [json.loads(line) for line in rescan.stdout.splitlines()]
+    assert len(rows) == len(pts) and all(r["computed"] == pytest.approx(HAND_COMPUTED, rel=1e-3) for r in rows)
+    assert {r["source"] for r in rows} == {"philips"}  # the default, prefer = "philips"
+
+
 def test_a_bad_settings_file_is_refused_with_file_line_and_key(suv_site, tmp_path):
     cfg = write_config(tmp_path / "cfg", basic_toml(free_port(), tmp_path / "d"),
-                       **{"plugins/suv.toml": 'enabled = true\nprefer = "vendor"\n'})
-    check = cli(suv_site, "config", "check", str(cfg))
+                       **{"plugins/suv.toml": 'enabled = true\nprefer = "vendor"\nmodalities = "PT"\n'})
+    check = cli(suv_site, "config", "check", str(cfg))  # what a start or a hot reload runs
     assert check.returncode != 0
-    assert "plugins/suv.toml:2: key 'prefer'" in check.stdout + check.stderr, check.stdout + check.stderr
+    assert "plugins/suv.toml:2: key 'prefer': Input should be 'philips' or 'computed'" in check.stdout, check.stdout
+    assert "plugins/suv.toml:3: key 'modalities': Input should be a valid list" in check.stdout  # wrong type
+    own = cli(suv_site, "suv", "--config", str(cfg))  # the plugin's command reads the same file
+    assert own.returncode == 2 and "plugins/suv.toml:3: key 'modalities'" in own.stderr, own.stderr
 
 
 def _with_units(source: Path, target: Path, units: str) -> Path:
@@ -142,5 +170,59 @@ def _with_units(source: Path, target: Path, units: str) -> Path:
     ds = pydicom.dcmread(source)
     ds.Units = units
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID, ds.SeriesNumber = generate_uid(), 4  # a series of its own
     ds.save_as(target)
     return target
+
+
+def _suv_module():
+    """gateway_suv/suv.py loaded by path: it imports no gateway code, and putting the
+    plugin's folder on sys.path would make its entry point visible to the other tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "suv_under_test", REPO / "examples" / "suv-plugin" / "src" / "gateway_suv" / "suv.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pet_header(**changes):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    drug = Dataset()
+    drug.RadiopharmaceuticalStartTime, drug.RadionuclideTotalDose, drug.RadionuclideHalfLife = "071500", "370e6", "6586.2"
+    ds = Dataset()
+    ds.Units, ds.DecayCorrection, ds.PatientWeight = "BQML", "START", "82"
+    ds.SeriesDate, ds.SeriesTime, ds.AcquisitionDate, ds.AcquisitionTime = "20240315", "081500", "20240315", "084500"
+    ds.RadiopharmaceuticalInformationSequence = Sequence([drug])
+    for keyword, value in changes.items():
+        setattr(drug if keyword.startswith("Radio") else ds, keyword, value)
+    return ds
+
+
+def test_decay_reference_per_decay_correction():
+    suv = _suv_module()
+    assert suv.factors(_pet_header()).computed == pytest.approx(HAND_COMPUTED, rel=1e-3)  # START: 3600 s
+    assert suv.factors(_pet_header(DecayCorrection="ADMIN")).computed == pytest.approx(82000 / 370e6)  # no decay
+    # NONE: to this image's Acquisition Time, 08:45:00: 5400 s; 2 ** (-5400 / 6586.2) = 0.566483
+    assert suv.factors(_pet_header(DecayCorrection="NONE")).computed == pytest.approx(82000 / (370e6 * 0.566483), rel=1e-5)
+    # a start time without a date after the series time: injected the day before (23:50 -> 00:20, 1800 s)
+    late = _pet_header(SeriesDate="20240316", SeriesTime="002000", RadiopharmaceuticalStartTime="235000")
+    assert suv.factors(late).computed == pytest.approx(82000 / (370e6 * 2 ** (-1800 / 6586.2)))
+    # a DateTime wins over the time alone
+    dated = _pet_header(RadiopharmaceuticalStartDateTime="20240315074500")  # 1800 s before the series
+    assert suv.factors(dated).computed == pytest.approx(82000 / (370e6 * 2 ** (-1800 / 6586.2)))
+    assert suv.factors(_pet_header(PatientWeight="")).why == "no Patient Weight"
+    assert suv.factors(_pet_header(DecayCorrection="XYZ")).computed is None
+
+
+def test_philips_factor_is_found_by_its_private_creator_also_as_UN():
+    suv = _suv_module()
+    ds = _pet_header()
+    ds.private_block(0x7053, "Some Other Creator", create=True).add_new(0x00, "DS", "9.9")  # takes (7053,1000)
+    ds.private_block(0x7053, suv.PHILIPS_CREATOR, create=True).add_new(0x00, "UN", b"0.00022162 ")  # (7053,1100)
+    assert suv.factors(ds).philips == pytest.approx(0.00022162)
+    assert suv.factors(_pet_header()).philips is None

@@ -26,6 +26,14 @@ class QueryRetrieveSCP:
 
 
 @hookimpl
+def gateway_config_loaded(config: Any) -> list[str]:
+    """plugins/query_retrieve.toml (``unknown_callers``), read by all three Q/R plugins."""
+    from gateway_plugins.query_retrieve_access import config_problems
+
+    return config_problems(config)
+
+
+@hookimpl
 def gateway_register_services(registry: Any) -> None:
     registry.add(Service(
         name="query-retrieve-find",

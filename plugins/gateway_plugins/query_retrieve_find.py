@@ -4,7 +4,8 @@ Statuses (PS3.4 C.4.1.1.4, QRS-4/QRS-5): FF00 per match, FF01 when an optional
 key the index does not hold was asked to match, 0000 at the end, A900 for an
 Identifier that does not fit the SOP class (no or a wrong Query/Retrieve
 Level, a UID list above the query level, a missing unique key of a higher
-level), C000 when the index cannot be read, FE00 once the peer sent C-CANCEL.
+level), C000 when the index cannot be read, FE00 once the peer sent C-CANCEL;
+C124 when the requester may not query (:mod:`gateway_plugins.query_retrieve_access`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from gateway.status import Status
 
+from gateway_plugins.query_retrieve_access import refusal
 from gateway_plugins.query_retrieve_keys import FIND_MODELS, KEYS, LEVELS, MODEL_LEVELS, key_level
 from gateway_plugins.query_retrieve_match import InvalidIdentifier, plan
 
@@ -74,6 +76,10 @@ def find(request: Any, index: Any) -> Iterator[tuple[int, Dataset | None]]:
     ident = request.identifier
     if model is None or ident is None:
         yield Status.CANNOT_UNDERSTAND, None
+        return
+    refused = refusal(request, "C-FIND")
+    if refused is not None:
+        yield refused, None
         return
     level = str(ident.get("QueryRetrieveLevel", "") or "").strip().upper()
     if level not in MODEL_LEVELS[model]:

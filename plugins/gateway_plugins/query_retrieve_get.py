@@ -22,6 +22,8 @@ from gateway.hookspecs import hookimpl
 from gateway.services import Service
 from gateway.status import Status
 
+from gateway_plugins.query_retrieve_access import config_problems
+from gateway_plugins.query_retrieve_access import refusal as access_refusal
 from gateway_plugins.query_retrieve_keys import GET_MODELS
 from gateway_plugins.query_retrieve_match import InvalidIdentifier
 from gateway_plugins.query_retrieve_select import CannotSelect, Tally, refusal, select
@@ -33,6 +35,10 @@ def get(request: Any, index: Any) -> Iterator[tuple[Any, Any]]:
     model = GET_MODELS.get(request.context.abstract_syntax)
     if model is None or request.identifier is None or request.store_channel is None:
         yield Status.CANNOT_UNDERSTAND, None
+        return
+    refused = access_refusal(request, "C-GET")
+    if refused is not None:
+        yield refused, None
         return
     try:
         selection = select(request, index, model)
@@ -64,6 +70,13 @@ class GetSCP:
         from gateway.index import shared_index
 
         return get(request, shared_index(request.config.effective_database_url()))
+
+
+@hookimpl
+def gateway_config_loaded(config: Any) -> list[str]:
+    # plugins/query_retrieve.toml is validated by the C-FIND plugin (or the C-MOVE one); here only when both are off
+    off = config.disabled_plugins
+    return config_problems(config) if {"query_retrieve", "query_retrieve_move"} <= off else []
 
 
 @hookimpl

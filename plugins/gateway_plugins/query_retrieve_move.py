@@ -26,6 +26,8 @@ from gateway.messages import Response
 from gateway.services import Service
 from gateway.status import Status
 
+from gateway_plugins.query_retrieve_access import config_problems
+from gateway_plugins.query_retrieve_access import refusal as access_refusal
 from gateway_plugins.query_retrieve_keys import MOVE_MODELS
 from gateway_plugins.query_retrieve_match import InvalidIdentifier
 from gateway_plugins.query_retrieve_select import CannotSelect, Tally, refusal, select
@@ -52,6 +54,10 @@ def move(request: Any, index: Any) -> Iterator[tuple[Any, Any]]:
     model = MOVE_MODELS.get(request.context.abstract_syntax)
     if model is None or request.identifier is None:
         yield Status.CANNOT_UNDERSTAND, None
+        return
+    refused = access_refusal(request, "C-MOVE")
+    if refused is not None:
+        yield refused, None
         return
     config = request.config
     dest_ae = request.move_destination or ""
@@ -130,6 +136,12 @@ class MoveSCP:
         from gateway.index import shared_index
 
         return move(request, shared_index(request.config.effective_database_url()))
+
+
+@hookimpl
+def gateway_config_loaded(config: Any) -> list[str]:
+    # plugins/query_retrieve.toml is validated by the C-FIND plugin; here only when it is off
+    return config_problems(config) if "query_retrieve" in config.disabled_plugins else []
 
 
 @hookimpl

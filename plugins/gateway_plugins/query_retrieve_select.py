@@ -5,8 +5,9 @@ Identifier names the Query/Retrieve Level and the unique key of that level —
 one value, or a list of UIDs — and the unique key of every level above it with
 one value. Other keys are ignored. The matching is the C-FIND matching
 (:func:`gateway_plugins.query_retrieve_match.plan` over those keys); the
-instances below the matched entities are read with their stored file in one
-statement, and each file is located through the storage service
+instances below the matched entities are read with their stored file (and the
+patient's corrected demographics, QRS-7, which the sub-operation's copy carries) in
+one statement, and each file is located through the storage service
 (``gateway_stored_file_path``). Anything else in the Identifier that does not
 fit — a missing or wildcard unique key, a UID list above the level — is A900.
 
@@ -92,6 +93,7 @@ def retrieve_keys(identifier: Dataset, model: str, level: str) -> dict[str, str]
 def select(request: Any, index: Any, model: str) -> Selection:
     """The stored files of the instances the request's Identifier names."""
     from gateway.index import FileRecord
+    from gateway.index.demographics import demographic_columns, demographics_of
     from gateway.net.storescu import Outgoing
     from gateway.plugins import HookError
 
@@ -101,7 +103,7 @@ def select(request: Any, index: Any, model: str) -> Selection:
     matched = query.select.with_only_columns(_PK[level]).order_by(None)
     p, st, se, i, f = S.patients, S.studies, S.series, S.instances, S.files
     stmt = (sa.select(i.c.sop_instance_uid, i.c.sop_class_uid, f.c.path, f.c.size, f.c.sha256, f.c.backend,
-                      f.c.transfer_syntax_uid)
+                      f.c.transfer_syntax_uid, *demographic_columns())
             .select_from(f.join(i, f.c.instance_fk == i.c.id).join(se, i.c.series_fk == se.c.id)
                          .join(st, se.c.study_fk == st.c.id).join(p, st.c.patient_fk == p.c.id))
             .where(_PK[level].in_(matched))
@@ -130,7 +132,7 @@ def select(request: Any, index: Any, model: str) -> Selection:
             continue
         items.append(Outgoing(path=path, sop_class_uid=r.sop_class_uid, sop_instance_uid=r.sop_instance_uid,
                               transfer_syntax_uid=r.transfer_syntax_uid, key=r.sop_instance_uid,
-                              move_originator=originator))
+                              move_originator=originator, demographics=demographics_of(r)))
     return Selection(items, unlocated)
 
 

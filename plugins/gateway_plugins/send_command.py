@@ -121,7 +121,8 @@ def collect_from_index(config: Any, studies: list[str], series: list[str]) -> li
         files = stored_files(config, studies=studies, series=series)
     except SelectionError as exc:
         raise UsageError(str(exc)) from exc
-    return [Outgoing(f.path, f.sop_class_uid, f.sop_instance_uid, f.transfer_syntax_uid, key=f.sop_instance_uid)
+    return [Outgoing(f.path, f.sop_class_uid, f.sop_instance_uid, f.transfer_syntax_uid, key=f.sop_instance_uid,
+                     demographics=f.demographics)  # QRS-7: what leaves carries corrected demographics
             for f in files]
 
 

@@ -62,3 +62,35 @@ def scan_header(
     max_value: int = 1048576,
 ) -> tuple[dict[int, tuple[str | None, bytes]], list[int], bool, str, str | None]: ...
 # ---- END scan ----
+
+# ---- BEGIN imaging (rust/py/src/imaging.rs) ----
+class ImagingError(ValueError): ...
+
+def render_frame(
+    pixels: bytes,
+    rows: int,
+    columns: int,
+    *,
+    samples: str,
+    bits_stored: int | None = None,
+    rescale_slope: float = 1.0,
+    rescale_intercept: float = 0.0,
+    window_center: float | None = None,
+    window_width: float | None = None,
+    monochrome1: bool = False,
+    reverse: bool = False,
+) -> bytes: ...
+def compose_sheet(
+    images: list[tuple[int, int, int, bytes] | None],
+    *,
+    width: int,
+    height: int,
+    channels: int,
+    format: str,
+    border: int = 0,
+    border_value: int = 0,
+    empty_value: int = 0,
+    magnification: str = "REPLICATE",
+) -> bytes: ...
+def layout_boxes(format: str, width: int, height: int, border: int = 0) -> list[tuple[int, int, int, int]]: ...
+# ---- END imaging ----

@@ -37,7 +37,7 @@ PROJECT = "gateway"
 #: changes one. A plugin may state the major version it was written for as
 #: ``GATEWAY_PLUGIN_API = 1`` in its module; another major is left out, named.
 #: Policy: docs/plugins.md, "Versions and deprecation".
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -204,6 +204,23 @@ def gateway_series_complete(series: "SeriesInfo", config: Any) -> None:
     association that sent its last instance ended, whichever comes first. A
     late arrival reopens the series, so the event can fire again for the same
     series. ``series`` is a :class:`gateway.messages.SeriesInfo`. Returns nothing.
+    """
+
+
+@hookspec
+def gateway_sender_poll(config: Any, index: Any, stopping: Any) -> None:
+    """Background work of a plugin's own, in the sender process (API 1.1).
+
+    Called by the sender's scheduler on every round (about every ``[forwarding]
+    poll_interval`` seconds, also while ``[forwarding] enabled = false``), once
+    the index is open, with the running config (hot reloads included), the
+    sender's :class:`gateway.index.Index` and ``stopping``, a
+    :class:`threading.Event` set when the sender shuts down. There is exactly
+    one sender per node (restarted by the supervisor when it dies), so this is
+    where a durable job queue of a plugin's own is worked off. Must return at
+    once: on the first call start a daemon thread of your own, hand it the
+    newest config on later calls, and let it end when ``stopping`` is set.
+    Returns nothing.
     """
 
 

@@ -400,13 +400,26 @@ def outgoing_transform(host: Any, config: Any) -> Any:
     return transform
 
 
-def apply_transform(transform: Any, path: Path, destination: Any, out: Path) -> Path:
-    """Read the Part 10 file at ``path``, let ``transform`` change it, write it to ``out``
-    in its own transfer syntax (File Meta kept in step with the dataset's UIDs)."""
+def apply_transform(transform: Any, path: Path, destination: Any, out: Path,
+                    demographics: Any = None) -> Path:
+    """Read the Part 10 file at ``path``, put the patient's corrected ``demographics``
+    into it (QRS-7, :func:`gateway.index.demographics.apply_demographics`), let
+    ``transform`` change it, write it to ``out`` in its own transfer syntax (File Meta
+    kept in step with the dataset's UIDs). With no transform and demographics the
+    object already carries, ``path`` itself is returned: it goes byte for byte."""
     import pydicom
 
     ds = pydicom.dcmread(path)
-    transform(ds, destination)
+    changed = False
+    if demographics:
+        from gateway.index.demographics import apply_demographics
+
+        changed = apply_demographics(ds, demographics)
+    if transform is None:
+        if not changed:
+            return Path(path)
+    else:
+        transform(ds, destination)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(out, enforce_file_format=True)

@@ -72,6 +72,29 @@ class DuplicateRegistration(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class RuleAction:
+    """A routing rule action a plugin provides (``action = "<name>"`` in routes/*.toml;
+    the rule's ``[rule.<name>]`` table is its settings, ``rule.action_settings``).
+
+    ``record(conn, instance, rule, config)`` is called **inside the storage
+    service's index transaction** for every stored instance the rule matches,
+    after its index row was written (the instance is in the index), on a
+    savepoint of its own: write your job rows on ``conn`` so they commit with
+    the instance (a transactional outbox, like forward jobs) — no network I/O,
+    nothing slow: the store holds the index's write lock. One that raises is
+    rolled back alone, logged and counted; the instance is stored anyway.
+    ``validate(rule, file, line, key_lines, config)`` returns ``file:line: key``
+    problems with the rule's settings (the config is refused), or ``[]``.
+    """
+
+    name: str
+    record: Callable[..., Any]
+    validate: Callable[..., list[str]] | None = None
+    description: str = ""
+    plugin: str = ""
+
+
 @dataclass
 class ServiceRegistry:
     """Collects services from `gateway_register_services`."""
@@ -81,7 +104,20 @@ class ServiceRegistry:
     #: its config names when it handles a request (registration order of
     #: plugins does not matter: look it up at request time).
     storage_backends: "BackendRegistry | None" = None
+    #: Routing rule actions provided by plugins, by name (``add_rule_action``).
+    rule_actions: dict[str, RuleAction] = field(default_factory=dict)
     _current_plugin: str = ""
+
+    def add_rule_action(self, action: RuleAction) -> None:
+        """Provide a routing rule action (``action = "<name>"``); see :class:`RuleAction`."""
+        from gateway.routing.rules import BUILTIN_ACTIONS
+
+        if action.name in BUILTIN_ACTIONS or action.name in self.rule_actions:
+            other = self.rule_actions[action.name].plugin if action.name in self.rule_actions else "the core"
+            raise DuplicateRegistration(f"rule action {action.name!r} registered twice (by {other!r} "
+                                        f"and {self._current_plugin!r})")
+        object.__setattr__(action, "plugin", action.plugin or self._current_plugin)
+        self.rule_actions[action.name] = action
 
     def add(self, service: Service) -> None:
         if service.name in self.services:

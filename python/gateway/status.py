@@ -36,6 +36,10 @@ class Status(IntEnum):
     UNABLE_TO_CALCULATE_MATCHES = 0xA701
     UNABLE_TO_PERFORM_SUB_OPERATIONS = 0xA702
     SUB_OPERATIONS_WITH_FAILURES = 0xB000  # Warning: one or more failures or warnings
+    # C-FIND / C-MOVE / C-GET "Failed: Unable to process" (Cxxx, PS3.4 C.4.1.1.4, C.4.2.1.5,
+    # C.4.3.1.4) used for "this peer may not": PS3.4 has no "not authorized" for them
+    # (docs/query-retrieve.md, "Who may query and retrieve")
+    QR_NOT_AUTHORIZED = 0xC124
 
     @property
     def category(self) -> str:

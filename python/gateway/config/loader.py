@@ -267,7 +267,9 @@ def load_config(directory: Path | str | None = None, overrides: dict[str, Any] |
                                               f"rule[{i}].forward[{j}]",
                                               f"unknown destination {dest!r}: name a remote (remotes/<name>.toml; "
                                               f"known: {known}) or write AET@host:port"))
-            extra["routes"].append(Document(file=f.rel.as_posix(), line=line, name=name, body=body))
+            rule_lines = {k[2:]: v for k, v in f.lines.items() if k[:2] == ("rule", i) and len(k) > 2}
+            extra["routes"].append(Document(file=f.rel.as_posix(), line=line, name=name, body=body,
+                                            key_lines=rule_lines))
 
     for kind, key in (("printers", "printers"), ("plugins", "plugin_files")):
         for f in files_by_kind[kind]:

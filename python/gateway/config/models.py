@@ -138,6 +138,8 @@ class Remote(_Model):
     move_destination: bool = Field(True, description="a C-MOVE may name its AE title as the Move Destination (QRS-5)")
     associations: int = Field(1, ge=1, le=64, description="parallel associations the sender opens while work is queued")
     max_attempts: int | None = Field(None, ge=1, description="overrides [forwarding] max_attempts")
+    retrieve: Literal["move", "get"] = Field(
+        "move", description="how prefetch rules pull from it: C-MOVE to our AE, or C-GET on our association")
 
 
 class Document(_Model):

@@ -203,6 +203,10 @@ class SenderService:
             self._complete_series(fw.series_quiet_time)
             for destination, due in self.queue.destinations_ready().items():
                 self._schedule(destination, due)
+        if not self.stopping.is_set():
+            # Plugins' own background work (prefetch jobs, …): the hook starts or feeds a thread.
+            _notify_each(self.plugins, "gateway_sender_poll", config=self.config, index=self.index,
+                         stopping=self.stopping)
         self._publish()
 
     def _open_index(self) -> bool:
@@ -550,7 +554,8 @@ class DestinationWorker(threading.Thread):
                 continue
             pending.append((job, Outgoing(path, stored.sop_class_uid, stored.sop_instance_uid,
                                           stored.file.transfer_syntax_uid, key=job.id,
-                                          preferred_syntax=job.options.get("syntax"))))
+                                          preferred_syntax=job.options.get("syntax"),
+                                          demographics=stored.demographics)))  # QRS-7
         return pending
 
     def _fail(self, job: Job, error: str, *, status: int | None = None, retry: bool = True) -> None:

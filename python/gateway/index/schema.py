@@ -44,6 +44,11 @@ patients = Table(
     Column("specific_character_set", Text),
     # received_at of the object the demographics come from (QRS-7: latest wins)
     Column("updated_at", DateTime, nullable=False),
+    # QRS-7 `patient update`: when and by whom the demographics were corrected. Once set,
+    # objects received later no longer change them (docs/decisions/0010-latest-demographics.md),
+    # and every object of the patient leaving the gateway carries them.
+    Column("corrected_at", DateTime),
+    Column("corrected_by", Text),
 )
 Index("ix_patients_patient_name_search", patients.c.patient_name_search)
 

@@ -27,6 +27,8 @@ class StoredFile:
     study_instance_uid: str
     patient_id: str
     transfer_syntax_uid: str = ""
+    #: QRS-7: the patient's corrected demographics a sent copy carries (None: never corrected)
+    demographics: tuple[tuple[str, str], ...] | None = None
 
 
 def stored_files(config: Any, *, studies: Sequence[str] = (), series: Sequence[str] = (),
@@ -36,6 +38,7 @@ def stored_files(config: Any, *, studies: Sequence[str] = (), series: Sequence[s
 
     from gateway.index import FileRecord, Index, IndexUnavailable
     from gateway.index import schema as t
+    from gateway.index.demographics import demographic_columns, demographics_of
     from gateway.index.store import index_missing
     from gateway.plugins import HookError, load_host
 
@@ -51,7 +54,8 @@ def stored_files(config: Any, *, studies: Sequence[str] = (), series: Sequence[s
         query = (
             sa.select(t.instances.c.sop_instance_uid, t.instances.c.sop_class_uid, t.files.c.path, t.files.c.size,
                       t.files.c.sha256, t.files.c.backend, t.files.c.transfer_syntax_uid,
-                      t.series.c.series_instance_uid, t.studies.c.study_instance_uid, t.patients.c.patient_id)
+                      t.series.c.series_instance_uid, t.studies.c.study_instance_uid, t.patients.c.patient_id,
+                      *demographic_columns())
             .select_from(t.files.join(t.instances, t.files.c.instance_fk == t.instances.c.id)
                          .join(t.series, t.instances.c.series_fk == t.series.c.id)
                          .join(t.studies, t.series.c.study_fk == t.studies.c.id)
@@ -87,5 +91,6 @@ def stored_files(config: Any, *, studies: Sequence[str] = (), series: Sequence[s
         if path is None:
             raise SelectionError(f"no storage service can locate files of backend {r.backend!r} ({r.path})")
         out.append(StoredFile(Path(path), int(r.size or 0), r.sha256, r.sop_class_uid, r.sop_instance_uid,
-                              r.series_instance_uid, r.study_instance_uid, r.patient_id, r.transfer_syntax_uid or ""))
+                              r.series_instance_uid, r.study_instance_uid, r.patient_id, r.transfer_syntax_uid or "",
+                              demographics_of(r)))
     return out

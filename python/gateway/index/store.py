@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.index import schema as S
 from gateway.index.attrs import InstanceAttrs, normalize_pn
+from gateway.index.demographics import demographic_columns, demographics_of
 
 __all__ = ["Index", "shared_index", "IndexUnavailable", "index_missing", "sqlite_file", "FileRecord", "StoredInstance", "PatientNode", "StudyNode",
            "SeriesNode", "alembic_config", "wildcard_to_like"]
@@ -78,6 +79,9 @@ class StoredInstance:
     # store_instance(): the file row this one replaced (STO-6), so the backend can
     # remove the old file when its path differs; None for a new instance.
     replaced: FileRecord | None = None
+    #: QRS-7: the patient's corrected demographics ((keyword, value) pairs) every copy
+    #: leaving the gateway carries; None when they were never corrected (sent as stored).
+    demographics: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(slots=True)
@@ -364,6 +368,13 @@ class Index:
         with self._connect(write=True) as conn:
             yield Transaction(conn)
 
+    def update_patient(self, patient_id: str, **changes: Any) -> Any:
+        """Correct a patient's demographics (QRS-7); see
+        :func:`gateway.index.demographics.update_patient` for the arguments."""
+        from gateway.index.demographics import update_patient
+
+        return update_patient(self, patient_id, **changes)
+
     # ---- reads ---------------------------------------------------------------------
 
     def find_instance(self, sop_instance_uid: str) -> StoredInstance | None:
@@ -496,8 +507,9 @@ def _upsert_statement(dialect: str, table: sa.Table, key: str, columns: tuple[st
                       always: tuple[str, ...]) -> Any:
     """INSERT .. ON CONFLICT (key) DO UPDATE .. RETURNING id, built once (building it
     costs more than running it). A column is updated only when the new object is at
-    least as recent as the row (``updated_at``), and a None keeps the stored value
-    unless the column is in ``always``."""
+    least as recent as the row (``updated_at``) — and, for a patient, when its
+    demographics were not corrected (``corrected_at``) — and a None keeps the
+    stored value unless the column is in ``always``."""
     cache_key = (dialect, table.name, key, columns, always)
     stmt = _STATEMENTS.get(cache_key)
     if stmt is not None:
@@ -508,6 +520,10 @@ def _upsert_statement(dialect: str, table: sa.Table, key: str, columns: tuple[st
         from sqlalchemy.dialects.sqlite import insert
     ins = insert(table)
     newer = ins.excluded.updated_at >= table.c.updated_at
+    if "corrected_at" in table.c:
+        # QRS-7: demographics an operator corrected (`patient update`) are no longer
+        # changed by objects received later.
+        newer = sa.and_(newer, table.c.corrected_at.is_(None))
     set_: dict[str, Any] = {}
     for col in columns:
         if col == key:
@@ -533,14 +549,15 @@ def _build_instance_select() -> sa.Select:
     return (sa.select(i.c.id, i.c.sop_instance_uid, i.c.sop_class_uid, i.c.series_fk,
                       se.c.series_instance_uid, st.c.study_instance_uid, p.c.patient_id,
                       f.c.path, f.c.size, f.c.sha256, f.c.transfer_syntax_uid, f.c.backend,
-                      f.c.calling_ae, f.c.called_ae, f.c.received_at)
+                      f.c.calling_ae, f.c.called_ae, f.c.received_at, *demographic_columns())
             .join(se, se.c.id == i.c.series_fk).join(st, st.c.id == se.c.study_fk)
             .join(p, p.c.id == st.c.patient_fk).outerjoin(f, f.c.instance_fk == i.c.id))
 
 
 def _stored_from_row(r: Any, replaced: FileRecord | None = None) -> StoredInstance:
     return StoredInstance(r.sop_instance_uid, r.sop_class_uid, r.study_instance_uid,
-                          r.series_instance_uid, r.patient_id, _file_from_row(r), replaced)
+                          r.series_instance_uid, r.patient_id, _file_from_row(r), replaced,
+                          demographics_of(r))
 
 
 class Transaction:

@@ -165,6 +165,9 @@ class Outgoing:
     #: A C-MOVE sub-operation: (Move Originator AE Title, Move Originator Message ID),
     #: carried in the C-STORE-RQ (PS3.7 9.1.1.1).
     move_originator: tuple[str, int] | None = None
+    #: QRS-7: the patient's corrected demographics, (keyword, value) pairs, put into the
+    #: copy that goes (the stored file is never changed); None: sent as stored.
+    demographics: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -550,19 +553,23 @@ class StoreAssociation:
         comments: list[str] = []
         sent: list[tuple[str, str]] = []
         for n, part in enumerate(parts):
-            if self.transform is not None:
+            # Re-encoded only for a plugin transform or corrected demographics (QRS-7);
+            # otherwise the stored file goes byte for byte.
+            if self.transform is not None or item.demographics:
                 from gateway.outgoing import apply_transform
                 from gateway.plugins import HookError
 
                 try:
                     part = dataclasses.replace(part, path=apply_transform(
-                        self.transform, Path(part.path), self.dest, scratch.path() / f"out-{n}.dcm"))
+                        self.transform, Path(part.path), self.dest, scratch.path() / f"out-{n}.dcm",
+                        demographics=item.demographics))
                 except HookError as exc:
                     return SendResult(item, "failed", worst, syntax, retryable=False, sent=sent,
                                       error=f"gateway_transform_outgoing: {exc}")
                 except Exception as exc:  # pydicom on a damaged file, or a dataset the plugin broke
                     return SendResult(item, "failed", worst, syntax, retryable=False, sent=sent,
-                                      error=f"{part.path}: cannot apply gateway_transform_outgoing: {exc}")
+                                      error=f"{part.path}: cannot apply "
+                                            f"{'gateway_transform_outgoing' if self.transform else 'the corrected demographics'}: {exc}")
             try:
                 meta, offset = read_file_meta(Path(part.path))
             except Exception as exc:  # pydicom raises several types for a damaged header

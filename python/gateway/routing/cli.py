@@ -54,6 +54,8 @@ def route_test_command(files: list[str], runtime: Any, calling_ae: str, called_a
             print(f"  PLUGIN   gateway_route -> forward {dest}")
         for err in decision.errors:
             print(f"  error    {err}")
+        for compiled in decision.actions:
+            print(f"  => {compiled.rule.action} (rule {compiled.rule.name}), carried out by its plugin")
         if decision.dropped_by:
             print(f"  => dropped by rule {decision.dropped_by!r}: not forwarded")
         elif decision.plans:
@@ -70,6 +72,6 @@ def route_test_command(files: list[str], runtime: Any, calling_ae: str, called_a
                     extra.append(f"prefers {plan.options['syntax']}")
                 print(f"  => forward to {plan.destination} (rule {plan.rule})"
                       + (f": {', '.join(extra)}" if extra else ""))
-        else:
+        elif not decision.actions:
             print("  => not forwarded (no rule matched)")
     return status

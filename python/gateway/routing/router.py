@@ -10,6 +10,11 @@ Rules are evaluated in order (files by name, rules in file order); every
 matching rule contributes. A matching ``drop`` rule vetoes all forwarding of
 the instance, hook destinations included. A destination chosen twice is
 queued once, with the highest priority and the first rule's options.
+
+A rule whose action a plugin provides (``ServiceRegistry.rule_actions``, e.g.
+``prefetch``) is carried out by that plugin's ``record`` inside the same
+transaction, on a savepoint of its own (a failing action is rolled back alone;
+the instance is stored). A ``drop`` rule vetoes forwarding only, not those.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class RoutingDecision:
     dropped_by: str | None = None
     hook_destinations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: matched rules whose action a plugin carries out (recorded with the instance)
+    actions: list[CompiledRule] = field(default_factory=list)
 
 
 def load_rules(config: Any) -> list[CompiledRule]:
@@ -66,6 +73,8 @@ class Router:
         self.hooks = hooks  # a PluginHost (gateway_route), or None
         self.rules = load_rules(config)
         self.needs_dataset = any(r.needs_dataset for r in self.rules)
+        services = getattr(hooks, "services", None)
+        self.rule_actions: dict[str, Any] = dict(getattr(services, "rule_actions", None) or {})
 
     @property
     def active(self) -> bool:
@@ -104,6 +113,12 @@ class Router:
                 continue
             if rule.action == "drop":
                 decision.dropped_by = decision.dropped_by or rule.name
+                continue
+            if rule.plugin_action:
+                if rule.action in self.rule_actions:
+                    decision.actions.append(compiled)
+                else:  # refused at load when the config came through build_runtime
+                    decision.errors.append(f"rule {rule.name!r}: no plugin provides action {rule.action!r}")
                 continue
             for dest in rule.forward:
                 plan = _plan(rule, dest, self.config)
@@ -144,12 +159,61 @@ class Router:
         """Inside the store's transaction: the jobs, and the series' arrival (completeness)."""
         touch_series(tx.conn, series_instance_uid=instance.series_instance_uid,
                      study_instance_uid=instance.study_instance_uid, association=association_key(instance.association))
-        if decision is None or not decision.plans:
+        if decision is None:
+            return 0
+        for compiled in decision.actions:
+            self._record_action(tx, compiled, instance)
+        if not decision.plans:
             return 0
         return enqueue(tx.conn, decision.plans, sop_instance_uid=instance.sop_instance_uid,
                        sop_class_uid=instance.sop_class_uid,
                        series_instance_uid=instance.series_instance_uid,
                        study_instance_uid=instance.study_instance_uid)
+
+
+    def _record_action(self, tx: Any, compiled: CompiledRule, instance: RoutedInstance) -> None:
+        """A plugin's rule action, on a savepoint: its rows commit with the instance,
+        or (it raised) are rolled back alone and the instance is stored anyway."""
+        action = self.rule_actions[compiled.rule.action]
+        try:
+            with tx.conn.begin_nested():
+                action.record(tx.conn, instance, compiled.rule, self.config)
+        except Exception as exc:
+            from gateway.metrics import METRICS
+
+            if type(exc).__name__ == "IndexUnavailable" or _db_unavailable(exc):
+                raise  # the whole store fails (STO-8), as the instance's own row would
+            METRICS.inc("gateway_plugin_errors_total", plugin=action.plugin or "?", hook=f"rule_action:{action.name}")
+            log.error("rule action failed; the instance is stored without it", exc_info=exc,
+                      extra={"rule": compiled.rule.name, "action": action.name,
+                             "sop_instance_uid": instance.sop_instance_uid})
+
+
+def _db_unavailable(exc: BaseException) -> bool:
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError))
+
+
+def check_rule_actions(config: Any, services: Any) -> list[str]:
+    """``file:line: key`` problems of rules whose action no loaded plugin provides,
+    and what each providing plugin says about its rules' settings."""
+    actions = getattr(services, "rule_actions", None) or {}
+    problems: list[str] = []
+    for doc in config.routes:
+        rule = RouteRule.model_validate(doc.body)
+        if not rule.plugin_action:
+            continue
+        where = f"{doc.file}:{doc.key_lines.get(('action',), doc.line)}" if doc.line else doc.file
+        action = actions.get(rule.action)
+        if action is None:
+            known = ", ".join(["forward", "hold", "drop", *sorted(actions)])
+            problems.append(f"{where}: key 'rule.action': unknown action {rule.action!r} (rule {rule.name!r}): "
+                            f"one of {known} (a plugin action needs its plugin loaded)")
+            continue
+        if action.validate is not None:
+            problems += action.validate(rule, doc.file, doc.line, doc.key_lines, config) or []
+    return problems
 
 
 def association_key(info: Any) -> str:

@@ -12,6 +12,11 @@ A rule::
     after_series_complete = "quiet"     # false (default) | "quiet" | "association"
     quiet_time = 30                     # seconds, for "quiet" (default [forwarding] series_quiet_time)
 
+A rule's ``action`` may also name an action a plugin provides (``prefetch``,
+registered with ``registry.add_rule_action``); the rule's table of that name
+(``[rule.prefetch]``) holds the action's own settings, which the plugin
+validates, and the rule forwards nothing itself.
+
 Match keys are ANDed; a list is any-of. The fixed keys are ``calling_ae``,
 ``called_ae``, ``source`` (address or CIDR), ``sop_class`` and ``modality``;
 every other key is a DICOM keyword (``Manufacturer``) or tag (``"0008,0070"``)
@@ -33,6 +38,9 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FIXED_KEYS = ("calling_ae", "called_ae", "source", "sop_class", "modality")
+#: The actions the core carries out itself; any other is a plugin's (``ServiceRegistry.rule_actions``).
+BUILTIN_ACTIONS = ("forward", "hold", "drop")
+_ACTION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")
 
 SYNTAX_NAMES = {
     "explicit-le": "1.2.840.10008.1.2.1",
@@ -49,12 +57,39 @@ class RouteRule(BaseModel):
     name: str = Field(min_length=1)
     match: dict[str, Any] = Field(default_factory=dict)
     forward: list[str] = Field(default_factory=list)
-    action: Literal["forward", "hold", "drop"] = "forward"
+    #: forward | hold | drop, or an action a plugin provides (its settings: ``action_settings``)
+    action: str = "forward"
+    #: the rule's table named after a plugin's action (``[rule.prefetch]``), as written
+    action_settings: dict[str, Any] = Field(default_factory=dict)
     priority: int = 0
     syntax: str | None = None
     after_series_complete: Literal[False, "quiet", "association"] = False
     quiet_time: float | None = Field(None, ge=0)
     enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugin_action_table(cls, data: Any) -> Any:
+        """``[rule.<action>]`` of a plugin action becomes ``action_settings``."""
+        if isinstance(data, dict) and "action_settings" not in data:
+            action = data.get("action")
+            if isinstance(action, str) and action not in BUILTIN_ACTIONS and action in data \
+                    and action not in cls.model_fields:
+                data = dict(data)
+                settings = data.pop(action)
+                data["action_settings"] = settings if isinstance(settings, dict) else {"": settings}
+        return data
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, value: str) -> str:
+        if value in BUILTIN_ACTIONS or _ACTION_NAME.fullmatch(value):
+            return value
+        raise ValueError(f"forward, hold, drop or the name of an action a plugin provides, got {value!r}")
+
+    @property
+    def plugin_action(self) -> bool:
+        return self.action not in BUILTIN_ACTIONS
 
     @field_validator("syntax")
     @classmethod
@@ -82,6 +117,11 @@ class RouteRule(BaseModel):
             raise ValueError(f"action {self.action!r} needs forward = [\"<remote>\", ...]")
         if self.action == "drop" and self.forward:
             raise ValueError("a drop rule forwards nowhere: remove 'forward'")
+        if self.plugin_action and self.forward:
+            raise ValueError(f"a {self.action!r} rule forwards nothing itself: remove 'forward' "
+                             f"(see the action's own settings, [rule.{self.action}])")
+        if not self.plugin_action and self.action_settings:
+            raise ValueError(f"action_settings belongs to a plugin action, not {self.action!r}")
         return self
 
 

@@ -1,12 +1,13 @@
 //! `gateway._rust`: thin pyo3 wrappers over the pure-Rust crates.
 //!
-//! Logic lives in `rust/codec` and `rust/dataset`; this crate only converts
+//! Logic lives in `rust/codec`, `rust/dataset` and `rust/imaging`; this crate only converts
 //! arguments, releases the GIL around real work (see `gil.rs`) and maps typed
 //! errors to Python exceptions. Python imports it only through `gateway`.
 
 use pyo3::prelude::*;
 
 mod gil;
+mod imaging;
 mod input;
 mod net;
 mod scan;
@@ -18,5 +19,6 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     net::register(m)?;
     transcode::register(m)?;
     scan::register(m)?;
+    imaging::register(m)?;
     Ok(())
 }

@@ -44,13 +44,11 @@ def gateway_config_loaded(config: Any) -> list[str]:
 def gateway_instance_stored(instance: Any, config: Any) -> None:
     if instance.path is None or (instance.modality or "") not in _settings_for(config).modalities:
         return
-    from gateway.index import shared_index
-
     from gateway_suv.store import WRITER
 
-    engine = shared_index(config.effective_database_url()).engine
-    WRITER.submit(engine, instance.path, instance.sop_instance_uid, instance.series_instance_uid,
-                  instance.study_instance_uid)
+    # Only a queue put here: the peer is waiting for its C-STORE response.
+    WRITER.submit(config.effective_database_url(), instance.path, instance.sop_instance_uid,
+                  instance.series_instance_uid, instance.study_instance_uid)
 
 
 @hookimpl

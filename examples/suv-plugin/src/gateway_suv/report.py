@@ -12,13 +12,17 @@ def chosen(row: Any, prefer: str) -> tuple[float | None, str]:
 
 
 def series_column(rows: Iterable[Any], prefer: str) -> dict[str, str]:
-    """series UID -> "3.237e-04 g/ml (computed)", or a range when the images differ (DecayCorrection NONE)."""
+    """series UID -> "0.0003237 g/ml (computed)", a range when the images differ
+    (Decay Correction NONE), or "- (why)" when none of its images has a factor."""
     per_series: dict[str, list[tuple[float, str]]] = {}
+    why_not: dict[str, str] = {}
     for row in rows:
         value, source = chosen(row, prefer)
         if value is not None:
             per_series.setdefault(row.series_instance_uid, []).append((value, source))
-    out = {}
+        else:
+            why_not.setdefault(row.series_instance_uid, row.why)
+    out = {uid: f"- ({why})" for uid, why in why_not.items() if uid not in per_series}
     for uid, values in per_series.items():
         low, high = min(v for v, _ in values), max(v for v, _ in values)
         sources = "/".join(sorted({s for _, s in values}))

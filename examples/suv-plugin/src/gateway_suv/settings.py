@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class SuvSettings(BaseModel):
+    # A misspelt key is refused (with its file:line), not silently ignored.
+    # `enabled` is the core's: it never reaches this model.
     model_config = ConfigDict(extra="forbid")
 
     #: Which factor `ls` and `suv --value` use when an image has both.

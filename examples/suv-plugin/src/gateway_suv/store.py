@@ -8,12 +8,17 @@ Instance UID, so a resent or replaced object just rewrites its row.
 ``gateway_instance_stored`` runs on the association's thread before the peer
 gets Success: reading a header and writing a row there would slow every
 store. So the hook only queues the stored file's path; one daemon thread per
-process reads it and writes the row. A row still queued when the process is
-killed is lost; ``dicom-gateway suv --rescan`` recomputes from the stored files.
+process reads it and writes the row. It writes as soon as something is queued
+(a burst, up to 256 images, in one transaction), so rows trail the stores by
+milliseconds. A command that stores (``dicom-gateway import``) waits for its
+rows at exit (``atexit``). A gateway worker is a forked process that exits
+without ``atexit``, and any process can be killed: the rows still queued then
+are lost, and ``dicom-gateway suv --rescan`` recomputes them from the stored files.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -35,7 +40,7 @@ suv_factors = sa.Table(
     sa.Column("study_instance_uid", sa.Text, nullable=False, index=True),
     sa.Column("philips", sa.Float),  # (7053,1000), g/ml
     sa.Column("computed", sa.Float),  # weight / decay-corrected dose, g/ml
-    sa.Column("why", sa.Text, nullable=False, default=""),  # why `computed` is missing
+    sa.Column("why", sa.Text, nullable=False, default=""),  # why `computed` (or both) is missing
 )
 
 
@@ -53,12 +58,26 @@ def read_row(path: Path, sop: str, series: str, study: str) -> Row:
     return Row(sop, series, study, factors(pydicom.dcmread(path, stop_before_pixels=True)))
 
 
+_created: set[sa.Engine] = set()
+
+
+def _create_table(engine: sa.Engine) -> None:
+    """Our table, on the first write of this process to that database."""
+    if engine in _created:
+        return
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except sa.exc.DatabaseError:  # PostgreSQL: another worker created it between check and CREATE
+        metadata.create_all(engine, checkfirst=True)
+    _created.add(engine)
+
+
 def write_rows(engine: sa.Engine, rows: Iterable[Row]) -> int:
     """Replace the rows of these instances, in one transaction."""
     rows = list(rows)
     if not rows:
         return 0
-    metadata.create_all(engine, checkfirst=True)
+    _create_table(engine)
     with engine.begin() as conn:
         conn.execute(suv_factors.delete().where(
             suv_factors.c.sop_instance_uid.in_([r.sop_instance_uid for r in rows])))
@@ -91,12 +110,26 @@ class Writer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, engine: sa.Engine, path: Path, sop: str, series: str, study: str) -> None:
-        self._jobs.put((engine, path, sop, series, study))
+    def submit(self, database_url: str, path: Path, sop: str, series: str, study: str) -> None:
+        self._jobs.put((database_url, path, sop, series, study))
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+            # Started on first use, not at import: a thread started in the
+            # supervisor would not exist in the workers it forks (nor would it
+            # be alive there, so a forked worker starts its own here).
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="suv-writer", daemon=True)
                 self._thread.start()
+                atexit.register(self.flush, 10.0)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted before this call is written (or has
+        failed and been logged); False if ``timeout`` seconds passed first."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                return True
+        done = threading.Event()
+        self._jobs.put(done)  # a marker: the thread sets it after the jobs queued before it
+        return done.wait(timeout)
 
     def _run(self) -> None:
         while True:
@@ -106,19 +139,32 @@ class Writer:
                     batch.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
-            by_engine: dict[Any, list[Row]] = {}
-            for engine, path, sop, series, study in batch:
-                try:
-                    by_engine.setdefault(engine, []).append(read_row(path, sop, series, study))
-                except Exception as exc:  # an unreadable file costs its own row only
-                    log.warning("cannot read a stored PET header for its SUV", exc_info=exc,
-                                extra={"sop_instance_uid": sop})
-            for engine, rows in by_engine.items():
-                try:
-                    write_rows(engine, rows)
-                except Exception as exc:
-                    log.error("cannot write SUV rows; `dicom-gateway suv --rescan` recomputes them",
-                              exc_info=exc, extra={"rows": len(rows)})
+            self._write([job for job in batch if not isinstance(job, threading.Event)])
+            for marker in batch:
+                if isinstance(marker, threading.Event):
+                    marker.set()
+
+    def _write(self, jobs: list[tuple]) -> None:
+        from gateway.index import shared_index  # the gateway's engine for this database (WAL, busy timeout)
+
+        by_url: dict[str, list[Row]] = {}
+        for url, path, sop, series, study in jobs:
+            try:
+                row = read_row(path, sop, series, study)
+            except Exception as exc:  # an unreadable file costs its own row only
+                log.warning("cannot read a stored PET header for its SUV", exc_info=exc,
+                            extra={"sop_instance_uid": sop})
+                continue
+            if row.factors.why:
+                log.info("PET image without a computed SUV factor", extra={
+                    "sop_instance_uid": sop, "series_instance_uid": series, "why": row.factors.why})
+            by_url.setdefault(url, []).append(row)
+        for url, rows in by_url.items():
+            try:
+                write_rows(shared_index(url).engine, rows)
+            except Exception as exc:
+                log.error("cannot write SUV rows; `dicom-gateway suv --rescan` recomputes them",
+                          exc_info=exc, extra={"rows": len(rows)})
 
 
 WRITER = Writer()

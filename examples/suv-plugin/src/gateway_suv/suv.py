@@ -1,9 +1,11 @@
 """Body-weight SUV factors of a PET image, from its header alone (no gateway imports).
 
 SUVbw = C(t) [Bq/ml] x weight [g] / dose decayed to the reference time [Bq]
-(PS3.3 C.8.9.1, Radiopharmaceutical Information Sequence; PS3.3 C.8.9.1.1.2
-Decay Correction); this module computes the factor ``weight / decayed dose``
-in g/ml that a voxel value in BQML is multiplied by.
+(PS3.3 C.8.9.1 PET Series and C.8.9.2 PET Isotope modules); this module
+computes the factor ``weight / decayed dose`` in g/ml that a voxel value in
+BQML is multiplied by. Only images in Bq/ml (Units ``BQML``) have one: for
+counts (``CNTS``) or anything else neither source below means g/ml per Bq/ml,
+so such an image gets no factor at all, and ``why`` says so.
 
 Philips writes its own factor in (7053,1000) "SUV Scale Factor" of the block
 "Philips PET Private Group". Both are kept: they need not agree (a factor
@@ -23,7 +25,8 @@ PHILIPS_SUV_OFFSET = 0x00  # (7053,xx00)
 @dataclass(frozen=True)
 class Factors:
     """What one image yields: either factor may be None, ``why`` says why the
-    computed one is missing (an operator reads it in `dicom-gateway suv`)."""
+    computed one (or, for an image not in BQML, any) is missing; an operator
+    reads it in `dicom-gateway suv` and the gateway's log."""
 
     philips: float | None
     computed: float | None
@@ -41,12 +44,20 @@ class Factors:
 
 
 def factors(ds: Any) -> Factors:
+    """The factors of one image header (a pydicom Dataset, pixels not needed)."""
+    units = str(ds.get("Units", "")).strip().upper()
+    if units != "BQML":
+        return Factors(None, None, f"Units is {units or 'missing'}, not BQML: no SUV")
     return Factors(philips_factor(ds), *_computed(ds))
 
 
 def philips_factor(ds: Any) -> float | None:
+    # The element number is relative to the block its creator reserved: look the
+    # block up by creator, never at a fixed (7053,1000).
     try:
         value = ds.private_block(0x7053, PHILIPS_CREATOR)[PHILIPS_SUV_OFFSET].value
+        if isinstance(value, bytes):  # read as UN: Implicit VR without the private dictionary
+            value = value.decode("ascii", "replace").strip(" \0")
         factor = float(value)
     except (KeyError, ValueError, TypeError):
         return None
@@ -54,9 +65,6 @@ def philips_factor(ds: Any) -> float | None:
 
 
 def _computed(ds: Any) -> tuple[float | None, str]:
-    units = str(ds.get("Units", "")).strip().upper()
-    if units != "BQML":
-        return None, f"Units is {units or 'missing'}, not BQML"
     try:
         weight_kg = float(ds.get("PatientWeight") or 0)
     except (TypeError, ValueError):
@@ -82,13 +90,20 @@ def _computed(ds: Any) -> tuple[float | None, str]:
 
 
 def _decay_interval(ds: Any, rp: Any) -> tuple[float | None, str]:
-    """Seconds from injection to the time the pixel values refer to.
+    """Seconds from injection to the time the pixel values are decay corrected to.
 
-    DecayCorrection START: the images are decay corrected to the start of the
-    acquisition, which for PET is Series Date/Time (PS3.3 C.8.9.1.1.x keeps
-    Series Time at the earliest acquisition, while Acquisition Time varies per
-    image). ADMIN: corrected to the administration time: no decay. NONE: not
-    corrected; each image refers to its own Acquisition Date/Time.
+    Decay Correction (0054,1102), PS3.3 C.8.9.1.1 — all images of a series are
+    corrected to the same time:
+
+    START  the acquisition start. Taken from Series Date/Time, not from each
+           image's Acquisition Time: C.8.9.1.1.2 makes Series Date/Time the
+           reference time of every time-related PET attribute, activity
+           included (Frame Reference Time is an offset from it), while in a
+           multi-bed whole-body series Acquisition Time differs per bed. (QIBA's
+           vendor-neutral SUV recipe does the same; a series post-processed
+           later, with a Series Time after its Acquisition Times, is not caught.)
+    ADMIN  the administration: no decay, the dose as given.
+    NONE   not corrected: each image refers to its own Acquisition Date/Time.
     """
     mode = str(ds.get("DecayCorrection", "")).strip().upper()
     if mode == "ADMIN":
