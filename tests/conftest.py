@@ -72,6 +72,16 @@ def write_config(directory: Path, gateway_toml: str, **files: str) -> Path:
     return directory
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` s; reaped either way (a peer a test started)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
     """Poll ``predicate`` until it gives a true value (returned); AssertionError naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 
-from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, missing_component, free_port, wait_port, wait_for, write_config, write_cts
+from conftest import TEST_PLUGINS, InProcessGateway, basic_toml, dcmtk, missing_component, free_port, wait_port, wait_for, write_config, write_cts, stop_process
 from gateway.config import load_config
 from gateway.index import FileRecord, Index, extract_attributes
 from gateway.index import schema as S
@@ -123,12 +123,7 @@ def orthanc(tmp_path: Path, gateway_port: int):
         wait_port(dicom_port)
         yield dicom_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

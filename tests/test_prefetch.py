@@ -22,7 +22,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from conftest import dcmtk, free_port, missing_component, wait_port, write_config
+from conftest import dcmtk, free_port, missing_component, wait_port, write_config, stop_process
 
 NODELAY = dict(os.environ, TCP_NODELAY="1")
 ORTHANC = Path("/usr/sbin/Orthanc")
@@ -110,12 +110,7 @@ class Orthanc:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
         self.proc = None
 
 

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pydicom
 import pytest
 
-from conftest import dcmtk, free_port, wait_port, write_config
+from conftest import dcmtk, free_port, wait_port, write_config, stop_process
 from gateway_plugins.print_render import read_png
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -99,11 +99,7 @@ def dcmprscp(tmp_path_factory):
         wait_port(port)
         yield SimpleNamespace(port=port, db=root / "db", log=root / "scp.log")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -20,7 +20,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 
-from conftest import basic_toml, dcmtk, free_port, missing_component, wait_port, write_config
+from conftest import basic_toml, dcmtk, free_port, missing_component, wait_port, write_config, stop_process
 
 NODELAY = dict(os.environ, TCP_NODELAY="1")
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -96,12 +96,7 @@ AETable END
         return self.log_path.read_text(errors="replace").count("Association Received")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 
@@ -425,10 +420,5 @@ def test_find_orthanc(tmp_path, corpus_small):
         names = {s["PatientID"]: s["PatientName"] for s in json.loads(tree.stdout)}
         assert names["GWT0000002"] == "Müller^Jürgen"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

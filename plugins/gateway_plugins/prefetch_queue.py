@@ -221,24 +221,10 @@ class PrefetchQueue:
 
     def release_dead_claims(self) -> int:
         """Jobs claimed by processes of this host that no longer run (a killed sender)."""
-        from gateway.index.queue import _alive
+        from gateway.index.queue import release_dead_claims
 
-        host = socket.gethostname()
-        freed = 0
-        when = now()
         with self.index._connect(write=True) as conn:
-            claimants = conn.execute(sa.select(J.c.claimed_by).where(
-                J.c.state == "claimed", J.c.claimed_by.like(f"{host}:%")).distinct()).scalars().all()
-            for claimant in claimants:
-                try:
-                    pid = int(claimant.rsplit(":", 1)[1])
-                except (IndexError, ValueError):
-                    continue
-                if pid == os.getpid() or _alive(pid):
-                    continue
-                freed += conn.execute(sa.update(J).where(J.c.state == "claimed", J.c.claimed_by == claimant).values(
-                    state="pending", claimed_by=None, lease_until=None, next_attempt_at=when, updated_at=when)).rowcount
-        return freed
+            return release_dead_claims(conn, J, now())
 
     def queue_pull(self, job: PrefetchJob, study_uid: str) -> bool:
         """A pull of ``study_uid`` from the query job's archive, unless one is active for it anywhere."""

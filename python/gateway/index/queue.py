@@ -243,23 +243,8 @@ class ForwardQueue:
     def release_dead_claims(self, host: str | None = None) -> int:
         """Free jobs claimed by processes of this host that no longer run (a crash
         or kill left them claimed); returns how many."""
-        host = host or socket.gethostname()
-        now = _now()
-        freed = 0
         with self.index._connect(write=True) as conn:
-            claimants = conn.execute(sa.select(J.c.claimed_by).where(
-                J.c.state == "claimed", J.c.claimed_by.like(f"{host}:%")).distinct()).scalars().all()
-            for claimant in claimants:
-                try:
-                    pid = int(claimant.rsplit(":", 1)[1])
-                except (IndexError, ValueError):
-                    continue
-                if pid == os.getpid() or _alive(pid):
-                    continue
-                freed += conn.execute(sa.update(J).where(J.c.state == "claimed", J.c.claimed_by == claimant)
-                                      .values(state="pending", claimed_by=None, lease_until=None,
-                                              next_attempt_at=now, updated_at=now)).rowcount
-        return freed
+            return release_dead_claims(conn, J, _now(), host)
 
     # ---- series completeness ---------------------------------------------------------
 
@@ -371,6 +356,28 @@ def _filters(*, state: str | None, destination: str | None, study: str | None) -
     if study:
         cond.append(J.c.study_instance_uid == study)
     return cond
+
+
+def release_dead_claims(conn: Any, jobs: sa.Table, now: datetime, host: str | None = None) -> int:
+    """In any job table with this queue's lease columns (``state``, ``claimed_by``
+    = "host:pid", ``lease_until``, ``next_attempt_at``, ``updated_at``; a plugin's
+    own queue may share them): the jobs claimed by processes of this host that no
+    longer run go back to pending, due now. Returns how many."""
+    host = host or socket.gethostname()
+    claimants = conn.execute(sa.select(jobs.c.claimed_by).where(
+        jobs.c.state == "claimed", jobs.c.claimed_by.like(f"{host}:%")).distinct()).scalars().all()
+    freed = 0
+    for claimant in claimants:
+        try:
+            pid = int(claimant.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        freed += conn.execute(sa.update(jobs).where(jobs.c.state == "claimed", jobs.c.claimed_by == claimant)
+                              .values(state="pending", claimed_by=None, lease_until=None,
+                                      next_attempt_at=now, updated_at=now)).rowcount
+    return freed
 
 
 def _alive(pid: int) -> bool:
