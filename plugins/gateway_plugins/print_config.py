@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["PrinterSettings", "PrinterConfigError", "printer_problems", "printer_settings",
            "OPTIONAL_ATTRIBUTES", "FILM_SIZES"]
@@ -146,26 +146,12 @@ class PrinterConfigError(ValueError):
 
 
 def _validate(doc: Any) -> tuple[PrinterSettings | None, list[str]]:
-    try:
-        return PrinterSettings.model_validate(doc.body), []
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = tuple(e["loc"])
-            line, probe = None, loc
-            while probe and line is None:  # the same lookup as GatewayConfig.plugin_settings_as
-                line, probe = doc.key_lines.get(probe), probe[:-1]
-            at = f"{doc.file}:{line}" if line else doc.file
-            key = ".".join(str(p) for p in loc)
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                import difflib
+    from gateway.config import PluginSettingsError, validate_document
 
-                close = difflib.get_close_matches(str(loc[-1]), list(PrinterSettings.model_fields), n=1)
-                msg = (f"unknown key; did you mean '{close[0]}'?" if close else
-                       f"unknown key; a printer holds {', '.join(PrinterSettings.model_fields)}")
-            problems.append(f"{at}: key '{key}': {msg}" if key else f"{at}: {msg}")
-        return None, problems
+    try:
+        return validate_document(doc.body, PrinterSettings, doc), []
+    except PluginSettingsError as exc:
+        return None, exc.problems
 
 
 def printer_problems(config: Any) -> list[str]:

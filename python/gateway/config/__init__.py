@@ -15,10 +15,11 @@ from pathlib import Path
 
 from gateway.config.loader import ConfigError, ConfigIssue, check, digest_of, load_config
 from gateway.config.models import (Document, GatewayConfig, Http, Listener, Node, PluginDoc, PluginsSection,
-                                   PluginSettingsError, PrinterDoc, Remote, RouteRuleDoc)
+                                   PluginSettingsError, PrinterDoc, Remote, RouteRuleDoc, validate_document)
 
 __all__ = ["ConfigError", "ConfigIssue", "GatewayConfig", "Node", "Listener", "Http", "PluginsSection",
-           "Remote", "Document", "RouteRuleDoc", "PrinterDoc", "PluginDoc", "PluginSettingsError", "load_config", "digest_of",
+           "Remote", "Document", "RouteRuleDoc", "PrinterDoc", "PluginDoc", "PluginSettingsError", "validate_document",
+           "load_config", "digest_of",
            "check", "check_command"]
 
 

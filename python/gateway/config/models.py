@@ -225,25 +225,8 @@ class GatewayConfig(_Model):
         """plugins/<name>.toml validated by the plugin's own pydantic ``model``.
         :class:`PluginSettingsError` carries one ``file:line: key 'k': message``
         per problem, what ``gateway_config_loaded`` returns to refuse the config."""
-        from pydantic import ValidationError
-
-        try:
-            return model.model_validate(self.plugin_settings(name))
-        except ValidationError as exc:
-            doc = self.plugin_files.get(name)
-            where = doc.file if doc else f"plugins/{name}.toml"
-            problems = []
-            for e in exc.errors():
-                loc = tuple(e["loc"])
-                line = None
-                if doc is not None:
-                    probe = loc
-                    while probe and line is None:
-                        line, probe = doc.key_lines.get(probe), probe[:-1]
-                at = f"{where}:{line}" if line else where
-                key = ".".join(str(p) for p in loc)
-                problems.append(f"{at}: key '{key}': {e['msg']}" if key else f"{at}: {e['msg']}")
-            raise PluginSettingsError(problems) from None
+        doc = self.plugin_files.get(name)
+        return validate_document(self.plugin_settings(name), model, doc, f"plugins/{name}.toml")
 
 
 class PluginSettingsError(ValueError):
@@ -252,3 +235,34 @@ class PluginSettingsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def validate_document(body: dict[str, Any], model: type[BaseModel], doc: Any = None, where: str = "") -> Any:
+    """``body`` (a loaded TOML file's table, e.g. ``doc.body`` of a ``plugins/`` or
+    ``printers/`` file) validated by ``model``; :class:`PluginSettingsError` with one
+    ``file:line: key 'k': message`` per problem, the line found through the
+    document's ``key_lines`` (the nearest enclosing key that has one), an unknown
+    key with the closest known one suggested."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        where = doc.file if doc is not None else where
+        problems = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            line, probe = None, loc
+            while doc is not None and probe and line is None:
+                line, probe = doc.key_lines.get(probe), probe[:-1]
+            at = f"{where}:{line}" if line else where
+            key = ".".join(str(p) for p in loc)
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden" and len(loc) == 1:
+                known = list(model.model_fields)
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                msg = f"unknown key; did you mean '{close[0]}'?" if close else f"unknown key; known: {', '.join(known)}"
+            problems.append(f"{at}: key '{key}': {msg}" if key else f"{at}: {msg}")
+        raise PluginSettingsError(problems) from None
