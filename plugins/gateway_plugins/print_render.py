@@ -203,10 +203,13 @@ def plan_films(pictures: Sequence[Picture], settings: PrinterSettings, *, displa
             films.append(Film("STANDARD\\1,1", [whole], whole))
             continue
         boxes = []
-        for pos, (pic, (_x, _y, bw, bh)) in enumerate(zip(batch, rects), start=1):
-            cell = compose_sheet([pic.as_tuple()], width=bw, height=bh, channels=channels, format="STANDARD\\1,1",
-                                 border=0, border_value=empty_value, empty_value=empty_value,
-                                 magnification=settings.magnification)
+        view = memoryview(sheet)
+        stride = width * channels
+        for pos, (_pic, (x, y, bw, bh)) in enumerate(zip(batch, rects), start=1):
+            # the box as drawn on the sheet (the same pixels as composing it alone)
+            row = bw * channels
+            start_at = y * stride + x * channels
+            cell = b"".join(view[start_at + r * stride:start_at + r * stride + row] for r in range(bh))
             boxes.append(ImageBoxContent(pos, bw, bh, channels, cell))
         films.append(Film(display_format, boxes, whole))
     return films

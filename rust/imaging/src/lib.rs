@@ -13,7 +13,7 @@ mod display;
 mod layout;
 mod resample;
 
-pub use compose::{compose, Sheet};
+pub use compose::{compose, compose_into, sheet_len, ImageRef, Sheet};
 pub use display::{display, Frame, GrayParams, Samples, Window};
 pub use layout::{layout, Rect};
 pub use resample::{fit, resample, Magnification};

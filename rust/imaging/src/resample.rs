@@ -44,102 +44,284 @@ pub fn fitted_size(w: usize, h: usize, bw: usize, bh: usize) -> (usize, usize) {
     }
 }
 
-/// Taps (source index, weight) of each output coordinate along one axis.
-fn taps(src: usize, dst: usize, method: Magnification) -> Vec<Vec<(usize, f32)>> {
+/// The source pixel under each output centre along one axis (REPLICATE / NONE).
+fn nearest(src: usize, dst: usize) -> Vec<usize> {
     let scale = src as f64 / dst as f64;
     let last = src as i64 - 1;
-    let clamp = |i: i64| i.clamp(0, last) as usize;
     (0..dst)
         .map(|d| {
             let centre = (d as f64 + 0.5) * scale; // in source pixel units, 0 = left edge
-            match method {
-                Magnification::Replicate | Magnification::None => {
-                    vec![(clamp(centre.floor() as i64), 1.0)]
-                }
-                Magnification::Bilinear => {
-                    let s = (centre - 0.5).clamp(0.0, last as f64);
-                    let i0 = s.floor() as i64;
-                    let f = (s - i0 as f64) as f32;
-                    vec![(clamp(i0), 1.0 - f), (clamp(i0 + 1), f)]
-                }
-                Magnification::Cubic => {
-                    let s = centre - 0.5;
-                    let i0 = s.floor() as i64;
-                    let t = s - i0 as f64;
-                    let k = |x: f64| -> f32 {
-                        // Keys' kernel, a = -0.5
-                        let x = x.abs();
-                        let a = -0.5;
-                        (if x <= 1.0 {
-                            (a + 2.0) * x * x * x - (a + 3.0) * x * x + 1.0
-                        } else if x < 2.0 {
-                            a * x * x * x - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
-                        } else {
-                            0.0
-                        }) as f32
-                    };
-                    (-1..=2).map(|j| (clamp(i0 + j), k(t - j as f64))).collect()
-                }
-            }
+            (centre.floor() as i64).clamp(0, last) as usize
         })
         .collect()
+}
+
+/// A flat filter table: `n` taps per output coordinate, `idx[d * n + k]` / `w[d * n + k]`.
+struct Taps {
+    n: usize,
+    idx: Vec<usize>,
+    w: Vec<f32>,
+}
+
+/// Taps (source index, weight) of each output coordinate along one axis (BILINEAR / CUBIC).
+fn taps(src: usize, dst: usize, method: Magnification) -> Taps {
+    let scale = src as f64 / dst as f64;
+    let last = src as i64 - 1;
+    let clamp = |i: i64| i.clamp(0, last) as usize;
+    let n = if method == Magnification::Cubic { 4 } else { 2 };
+    let mut idx = Vec::with_capacity(dst * n);
+    let mut w = Vec::with_capacity(dst * n);
+    for d in 0..dst {
+        let centre = (d as f64 + 0.5) * scale; // in source pixel units, 0 = left edge
+        if method == Magnification::Cubic {
+            let s = centre - 0.5;
+            let i0 = s.floor() as i64;
+            let t = s - i0 as f64;
+            let k = |x: f64| -> f32 {
+                // Keys' kernel, a = -0.5
+                let x = x.abs();
+                let a = -0.5;
+                (if x <= 1.0 {
+                    (a + 2.0) * x * x * x - (a + 3.0) * x * x + 1.0
+                } else if x < 2.0 {
+                    a * x * x * x - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
+                } else {
+                    0.0
+                }) as f32
+            };
+            for j in -1..=2i64 {
+                idx.push(clamp(i0 + j));
+                w.push(k(t - j as f64));
+            }
+        } else {
+            let s = (centre - 0.5).clamp(0.0, last as f64);
+            let i0 = s.floor() as i64;
+            let f = (s - i0 as f64) as f32;
+            idx.push(clamp(i0));
+            w.push(1.0 - f);
+            idx.push(clamp(i0 + 1));
+            w.push(f);
+        }
+    }
+    Taps { n, idx, w }
+}
+
+/// Borrowed 8-bit pixels (`channels` interleaved), length already checked.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> View<'a> {
+    /// Check the buffer length (and sizes) and wrap it.
+    pub(crate) fn new(
+        width: usize,
+        height: usize,
+        channels: usize,
+        data: &'a [u8],
+    ) -> Result<Self, Error> {
+        if channels != 1 && channels != 3 {
+            return Err(Error::Invalid(format!(
+                "channels must be 1 or 3, got {channels}"
+            )));
+        }
+        let len = checked_len(width, height, channels)?;
+        if data.len() != len {
+            return Err(Error::Size {
+                expected: len,
+                got: data.len(),
+            });
+        }
+        Ok(View {
+            width,
+            height,
+            channels,
+            data,
+        })
+    }
+}
+
+/// Horizontal pass of one row: `N` taps, `C` channels, u8 -> f32.
+fn hrow<const N: usize, const C: usize>(row: &[u8], t: &Taps, out: &mut [f32]) {
+    for ((o, idx), w) in out
+        .chunks_exact_mut(C)
+        .zip(t.idx.chunks_exact(N))
+        .zip(t.w.chunks_exact(N))
+    {
+        for c in 0..C {
+            let mut s = 0f32;
+            for k in 0..N {
+                s += row[idx[k] * C + c] as f32 * w[k];
+            }
+            o[c] = s;
+        }
+    }
+}
+
+/// Vertical pass of one output row: `N` rows of `mid` (each `rb` floats) weighted into `dst`.
+fn vrow<const N: usize>(mid: &[f32], rb: usize, idx: &[usize], w: &[f32], dst: &mut [u8]) {
+    let rows: [&[f32]; N] = std::array::from_fn(|k| &mid[idx[k] * rb..idx[k] * rb + rb]);
+    let ws: [f32; N] = std::array::from_fn(|k| w[k]);
+    let dst = &mut dst[..rb];
+    for (i, d) in dst.iter_mut().enumerate() {
+        let mut s = 0f32;
+        for k in 0..N {
+            s += rows[k][i] * ws[k];
+        }
+        // == (s + 0.5).floor().clamp(0.0, 255.0) as u8 (the cast truncates and saturates)
+        *d = (s + 0.5).clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// Resample `src` to `dw`×`dh` into `out`, whose rows start every `stride` bytes
+/// (the first at 0). Errors if `out` is too short; never panics.
+pub(crate) fn resample_into(
+    src: View<'_>,
+    dw: usize,
+    dh: usize,
+    method: Magnification,
+    out: &mut [u8],
+    stride: usize,
+) -> Result<(), Error> {
+    let ch = src.channels;
+    checked_len(dw, dh, ch)?;
+    let rb = dw * ch;
+    let need = (dh - 1)
+        .checked_mul(stride)
+        .and_then(|n| n.checked_add(rb))
+        .filter(|&n| n <= out.len() && rb <= stride)
+        .ok_or_else(|| Error::Dimensions("output buffer too small".into()))?;
+    let out = &mut out[..need];
+    let sb = src.width * ch;
+    if (dw, dh) == (src.width, src.height) {
+        for (y, row) in src.data.chunks_exact(sb).enumerate() {
+            out[y * stride..y * stride + rb].copy_from_slice(row);
+        }
+        return Ok(());
+    }
+    if method == Magnification::Replicate || method == Magnification::None {
+        let xs = nearest(src.width, dw);
+        let ys = nearest(src.height, dh);
+        let mut prev: Option<usize> = None;
+        for (y, &sy) in ys.iter().enumerate() {
+            let o = y * stride;
+            if prev == Some(sy) {
+                out.copy_within(o - stride..o - stride + rb, o);
+                continue;
+            }
+            prev = Some(sy);
+            let row = &src.data[sy * sb..sy * sb + sb];
+            let dst = &mut out[o..o + rb];
+            if ch == 1 {
+                for (d, &x) in dst.iter_mut().zip(&xs) {
+                    *d = row[x];
+                }
+            } else {
+                for (d, &x) in dst.chunks_exact_mut(3).zip(&xs) {
+                    d.copy_from_slice(&row[x * 3..x * 3 + 3]);
+                }
+            }
+        }
+        return Ok(());
+    }
+    // Separable: horizontal pass into f32 (only the source rows used), then vertical.
+    let xt = taps(src.width, dw, method);
+    let yt = taps(src.height, dh, method);
+    let mut used = vec![false; src.height];
+    for &r in &yt.idx {
+        used[r] = true;
+    }
+    let mut mid = vec![0f32; checked_len(dw, src.height, ch)?];
+    for (y, (row, m)) in src
+        .data
+        .chunks_exact(sb)
+        .zip(mid.chunks_exact_mut(rb))
+        .enumerate()
+    {
+        if !used[y] {
+            continue;
+        }
+        match (xt.n, ch) {
+            (2, 1) => hrow::<2, 1>(row, &xt, m),
+            (2, _) => hrow::<2, 3>(row, &xt, m),
+            (_, 1) => hrow::<4, 1>(row, &xt, m),
+            _ => hrow::<4, 3>(row, &xt, m),
+        }
+    }
+    let n = yt.n;
+    for y in 0..dh {
+        let dst = &mut out[y * stride..y * stride + rb];
+        let (idx, w) = (&yt.idx[y * n..y * n + n], &yt.w[y * n..y * n + n]);
+        if n == 2 {
+            vrow::<2>(&mid, rb, idx, w, dst);
+        } else {
+            vrow::<4>(&mid, rb, idx, w, dst);
+        }
+    }
+    Ok(())
 }
 
 /// Resample `img` to exactly `dw`×`dh` (no aspect handling; see [`fit`]).
 pub fn resample(img: &Image, dw: usize, dh: usize, method: Magnification) -> Result<Image, Error> {
     let ch = img.channels;
     let len = checked_len(dw, dh, ch)?;
-    checked_len(img.width, img.height, ch)?;
-    if img.data.len() != img.width * img.height * ch {
-        return Err(Error::Size {
-            expected: img.width * img.height * ch,
-            got: img.data.len(),
-        });
-    }
-    if (dw, dh) == (img.width, img.height) {
-        return Ok(img.clone());
-    }
-    if method == Magnification::Replicate || method == Magnification::None {
-        let xs: Vec<usize> = taps(img.width, dw, method)
-            .into_iter()
-            .map(|t| t[0].0)
-            .collect();
-        let ys: Vec<usize> = taps(img.height, dh, method)
-            .into_iter()
-            .map(|t| t[0].0)
-            .collect();
-        let mut out = Vec::with_capacity(len);
-        for &y in &ys {
-            let row = &img.data[y * img.width * ch..(y + 1) * img.width * ch];
-            for &x in &xs {
-                out.extend_from_slice(&row[x * ch..x * ch + ch]);
-            }
-        }
-        return Image::from_raw(dw, dh, ch, out);
-    }
-    // Separable: horizontal pass into f32, then vertical.
-    let xt = taps(img.width, dw, method);
-    let yt = taps(img.height, dh, method);
-    let mut mid = vec![0f32; checked_len(dw, img.height, ch)?];
-    for y in 0..img.height {
-        let row = &img.data[y * img.width * ch..(y + 1) * img.width * ch];
-        let out = &mut mid[y * dw * ch..(y + 1) * dw * ch];
-        for (x, t) in xt.iter().enumerate() {
-            for c in 0..ch {
-                out[x * ch + c] = t.iter().map(|&(i, w)| row[i * ch + c] as f32 * w).sum();
-            }
-        }
-    }
+    let src = View::new(img.width, img.height, ch, &img.data)?;
     let mut out = vec![0u8; len];
-    let stride = dw * ch;
-    for (y, t) in yt.iter().enumerate() {
-        let dst = &mut out[y * stride..(y + 1) * stride];
-        for (i, v) in dst.iter_mut().enumerate() {
-            let s: f32 = t.iter().map(|&(r, w)| mid[r * stride + i] * w).sum();
-            *v = (s + 0.5).floor().clamp(0.0, 255.0) as u8;
+    resample_into(src, dw, dh, method, &mut out, dw * ch)?;
+    Image::from_raw(dw, dh, ch, out)
+}
+
+/// Draw `src` fitted into the `bw`×`bh` box at byte offset 0 of `out` (rows every `stride`
+/// bytes): the box filled with `fill`, the image resampled (NONE: centred, cropped) on it.
+pub(crate) fn fit_into(
+    src: View<'_>,
+    bw: usize,
+    bh: usize,
+    method: Magnification,
+    fill: u8,
+    out: &mut [u8],
+    stride: usize,
+) -> Result<(), Error> {
+    let ch = src.channels;
+    checked_len(bw, bh, ch)?;
+    let rb = bw * ch;
+    let need = (bh - 1)
+        .checked_mul(stride)
+        .and_then(|n| n.checked_add(rb))
+        .filter(|&n| n <= out.len() && rb <= stride)
+        .ok_or_else(|| Error::Dimensions("output buffer too small".into()))?;
+    let out = &mut out[..need];
+    let (dw, dh) = if method == Magnification::None {
+        (src.width.min(bw), src.height.min(bh))
+    } else {
+        fitted_size(src.width, src.height, bw, bh)
+    };
+    let (dx, dy) = ((bw - dw) / 2, (bh - dh) / 2);
+    // letterbox only: the rows above and below, and the sides of the image rows
+    for y in 0..bh {
+        let row = &mut out[y * stride..y * stride + rb];
+        if y < dy || y >= dy + dh {
+            row.fill(fill);
+        } else {
+            row[..dx * ch].fill(fill);
+            row[(dx + dw) * ch..].fill(fill);
         }
     }
-    Image::from_raw(dw, dh, ch, out)
+    let off = dy * stride + dx * ch;
+    if method == Magnification::None {
+        let (sx, sy) = ((src.width - dw) / 2, (src.height - dh) / 2);
+        let sb = src.width * ch;
+        for r in 0..dh {
+            let s = (sy + r) * sb + sx * ch;
+            let d = off + r * stride;
+            out[d..d + dw * ch].copy_from_slice(&src.data[s..s + dw * ch]);
+        }
+        return Ok(());
+    }
+    resample_into(src, dw, dh, method, &mut out[off..], stride)
 }
 
 /// `img` resampled to the largest size that fits a `bw`×`bh` box (aspect kept;
@@ -151,41 +333,11 @@ pub fn fit(
     method: Magnification,
     fill: u8,
 ) -> Result<Image, Error> {
-    let mut boxed = Image::filled(bw, bh, img.channels, fill)?;
-    let scaled = if method == Magnification::None {
-        img.clone()
-    } else {
-        let (dw, dh) = fitted_size(img.width, img.height, bw, bh);
-        resample(img, dw, dh, method)?
-    };
-    blit(&scaled, &mut boxed, 0, 0);
-    Ok(boxed)
-}
-
-/// Copy `src` centred onto `dst` at the rectangle offset (x0, y0) of a box the size of `dst`
-/// (cropping the centre of `src` when larger).
-pub(crate) fn blit(src: &Image, dst: &mut Image, x0: usize, y0: usize) {
-    blit_into(src, dst, x0, y0, dst.width, dst.height)
-}
-
-pub(crate) fn blit_into(src: &Image, dst: &mut Image, x0: usize, y0: usize, bw: usize, bh: usize) {
-    let ch = dst.channels;
-    if src.channels != ch {
-        return;
-    }
-    let w = src.width.min(bw);
-    let h = src.height.min(bh);
-    let (sx, sy) = ((src.width - w) / 2, (src.height - h) / 2);
-    let (dx, dy) = (x0 + (bw - w) / 2, y0 + (bh - h) / 2);
-    for r in 0..h {
-        let s = ((sy + r) * src.width + sx) * ch;
-        let d = ((dy + r) * dst.width + dx) * ch;
-        if let (Some(from), Some(to)) =
-            (src.data.get(s..s + w * ch), dst.data.get_mut(d..d + w * ch))
-        {
-            to.copy_from_slice(from);
-        }
-    }
+    let len = checked_len(bw, bh, img.channels)?;
+    let src = View::new(img.width, img.height, img.channels, &img.data)?;
+    let mut out = vec![0u8; len];
+    fit_into(src, bw, bh, method, fill, &mut out, bw * img.channels)?;
+    Image::from_raw(bw, bh, img.channels, out)
 }
 
 #[cfg(test)]

@@ -131,18 +131,19 @@ fn compose_sheet(
         empty_value,
         magnification,
     };
-    let out = gil::detached(py, move || {
-        let imgs = images
-            .into_iter()
-            .map(|o| {
-                o.map(|(w, h, c, b)| im::Image::from_raw(w, h, c, b.to_vec()))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        im::compose(&imgs, &sheet)
-    })
-    .map_err(err)?;
-    Ok(PyBytes::new(py, &out.data).into_any().unbind())
+    let len = im::sheet_len(&sheet).map_err(err)?;
+    // the sheet is composed straight into the new bytes object, with the GIL released
+    let bytes = PyBytes::new_with(py, len, |buf| {
+        gil::detached(py, || {
+            let refs: Vec<Option<im::ImageRef<'_>>> = images
+                .iter()
+                .map(|o| o.as_ref().map(|(w, h, c, b)| (*w, *h, *c, &b[..])))
+                .collect();
+            im::compose_into(&refs, &sheet, buf)
+        })
+        .map_err(err)
+    })?;
+    Ok(bytes.into_any().unbind())
 }
 
 /// layout_boxes(format, width, height, border=0) -> list[(x, y, width, height)]:
