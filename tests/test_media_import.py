@@ -65,12 +65,28 @@ def test_import_dcmtk_file_set_then_duplicates(fileset, tmp_path):
     cfg, data = _gateway(tmp_path, "gw")
     run = _cli("media", "import", str(fileset), "--config", str(cfg))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "imported 8, skipped 0, failed 0" in run.stdout
+    assert "imported 8, duplicates 0, skipped 0, failed 0" in run.stdout
     uids = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
             for f in (fileset / "IMAGES").rglob("IM*")}
     assert _stored(data) == uids
     again = _cli("media", "import", str(fileset), "--config", str(cfg))
     assert again.returncode == 0 and _stored(data) == uids
+
+
+def test_second_import_counts_duplicates_and_imports_nothing(fileset, tmp_path):
+    """Issue 15 item 2: the same file-set imported twice reports every object as a
+    duplicate the second time (byte-identical, already stored) and imports none."""
+    cfg, data = _gateway(tmp_path, "gw")
+    first = _cli("media", "import", str(fileset), "--config", str(cfg))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "imported 8, duplicates 0, skipped 0, failed 0" in first.stdout
+    with sqlite3.connect(data / "index.db") as db:
+        before = sorted(db.execute("select * from files").fetchall())
+    again = _cli("media", "import", str(fileset), "--config", str(cfg))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "imported 0, duplicates 8, skipped 0, failed 0" in again.stdout
+    with sqlite3.connect(data / "index.db") as db:
+        assert sorted(db.execute("select * from files").fetchall()) == before
 
 
 def test_missing_referenced_file_is_reported_and_the_rest_imported(fileset, tmp_path):
@@ -84,7 +100,7 @@ def test_missing_referenced_file_is_reported_and_the_rest_imported(fileset, tmp_
     run = _cli("media", "import", str(broken), "--config", str(cfg))
     assert run.returncode == 1, run.stdout + run.stderr
     assert f"MISSING  {gone}: referenced by the DICOMDIR (SOP Instance {gone_uid})" in run.stderr
-    assert "missing 1 referenced file(s)" in run.stdout and "imported 7, skipped 0, failed 0" in run.stdout
+    assert "missing 1 referenced file(s)" in run.stdout and "imported 7, duplicates 0, skipped 0, failed 0" in run.stdout
     assert len(_stored(data)) == 7 and gone_uid not in _stored(data)
 
 
@@ -115,7 +131,7 @@ def test_plain_folder_without_dicomdir_goes_the_import_path(corpus_small, tmp_pa
     cfg, data = _gateway(tmp_path, "gw")
     run = _cli("media", "import", str(src), "--config", str(cfg))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "imported 4, skipped 1, failed 0" in run.stdout and "autorun.inf: not DICOM" in run.stdout
+    assert "imported 4, duplicates 0, skipped 1, failed 0" in run.stdout and "autorun.inf: not DICOM" in run.stdout
     assert len(_stored(data)) == 4
     assert _cli("media", "import", str(src), "--study", "1.2.3", "--config", str(cfg)).returncode == 2
     assert _cli("media", "ls", str(src)).returncode == 1

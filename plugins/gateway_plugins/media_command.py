@@ -140,9 +140,61 @@ def ls_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duplicates(paths: list[str], config: Any) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split the candidate files into (to import, duplicates as (path, SOP Instance UID)).
+
+    The storage service answers Success for a byte-identical resend (STO-6) and
+    the core importer cannot tell it from a new object, so the media reader
+    asks the index first: a file whose SOP Instance UID is stored with the same
+    SHA-256 of the dataset (what the storage service hashes) and whose file is
+    still there is a duplicate and is not sent to the storage path. Files not
+    read here (no File Meta, unreadable) go to the storage path, which reports them.
+    """
+    import hashlib
+
+    from gateway.importer import candidates, meta_end
+    from gateway_plugins.storage import index_of, settings_of, storage_root
+    from pydicom.filereader import read_file_meta_info
+
+    files = [str(p) for p in candidates(paths)]
+    uids: dict[str, str] = {}
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(128)
+                if fh.read(4) != b"DICM":
+                    continue
+            uids[f] = str(read_file_meta_info(f).MediaStorageSOPInstanceUID)
+        except Exception:
+            continue
+    if not uids:
+        return files, []
+    stored = index_of(config).find_instances(sorted(set(uids.values())))
+    if not stored:
+        return files, []
+    root = storage_root(config, settings_of(config))
+    fresh: list[str] = []
+    dups: list[tuple[str, str]] = []
+    for f in files:
+        hit = stored.get(uids.get(f, ""))
+        rec = hit.file if hit is not None else None
+        if rec is not None and (rec.backend != "filesystem" or (root / rec.path).is_file()):
+            raw = Path(f).read_bytes()
+            try:
+                same = hashlib.sha256(memoryview(raw)[meta_end(raw):]).hexdigest() == rec.sha256
+            except ValueError:
+                same = False
+            if same:
+                dups.append((f, uids[f]))
+                continue
+        fresh.append(f)
+    return fresh, dups
+
+
 def import_command(args: argparse.Namespace) -> int:
     from gateway.command_setup import command_runtime, load_command_config
-    from gateway.importer import import_command as core_import
+    from gateway.importer import import_paths
+    from gateway.progress import Progress
     from gateway_plugins.media_reader import find_dicomdir, referenced_files
 
     path = Path(args.path)
@@ -165,11 +217,23 @@ def import_command(args: argparse.Namespace) -> int:
         return 2
     else:
         paths = [str(path)]  # MED-4: a folder without DICOMDIR is scanned as by `dicom-gateway import`
-    runtime = command_runtime(load_command_config(args))
+    config = load_command_config(args)
+    runtime = command_runtime(config)
     for p, uid in missing:
         print(f"  MISSING  {p}: referenced by the DICOMDIR (SOP Instance {uid}) but not on the medium",
               file=sys.stderr)
     if missing:
         print(f"missing {len(missing)} referenced file(s)")
-    status = core_import(paths, runtime) if paths else 0
-    return 1 if missing else status
+    fresh, dups = _duplicates(paths, runtime.config) if paths else ([], [])
+    bar = Progress(len(fresh) + len(dups), "import")
+    for f, uid in dups:
+        bar.step(f)
+    summary = import_paths(fresh, runtime, progress=lambda p, err: bar.step(str(p), failed=err is not None))
+    bar.close(summary=False)  # the summary below counts duplicates and what was skipped
+    print(f"imported {len(summary.imported)}, duplicates {len(dups)}, skipped {len(summary.skipped)}, "
+          f"failed {len(summary.failed)}")
+    for p, why in summary.skipped:
+        print(f"  skipped  {p}: {why}")
+    for p, why in summary.failed:
+        print(f"  FAILED   {p}: {why}", file=sys.stderr)
+    return 1 if missing or summary.failed else 0
