@@ -113,9 +113,11 @@ pub fn layout(
                 }
             }
         }
-        other => return Err(Error::Invalid(format!(
+        other => {
+            return Err(Error::Invalid(format!(
             "image display format {other:?} is not rendered (STANDARD\\C,R, ROW\\… and COL\\… are)"
-        ))),
+        )))
+        }
     }
     Ok(boxes)
 }

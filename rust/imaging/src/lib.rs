@@ -50,18 +50,7 @@ impl Image {
         channels: usize,
         data: Vec<u8>,
     ) -> Result<Image, Error> {
-        if channels != 1 && channels != 3 {
-            return Err(Error::Invalid(format!(
-                "channels must be 1 or 3, got {channels}"
-            )));
-        }
-        let len = checked_len(width, height, channels)?;
-        if data.len() != len {
-            return Err(Error::Size {
-                expected: len,
-                got: data.len(),
-            });
-        }
+        check_buffer(width, height, channels, data.len())?;
         Ok(Image {
             width,
             height,
@@ -131,6 +120,25 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A buffer of `len` bytes holds exactly a `width`×`height` image of 1 or 3 channels.
+pub(crate) fn check_buffer(
+    width: usize,
+    height: usize,
+    channels: usize,
+    len: usize,
+) -> Result<(), Error> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::Invalid(format!(
+            "channels must be 1 or 3, got {channels}"
+        )));
+    }
+    let expected = checked_len(width, height, channels)?;
+    if len != expected {
+        return Err(Error::Size { expected, got: len });
+    }
+    Ok(())
+}
 
 /// width × height × channels, refusing empty and oversized images.
 pub(crate) fn checked_len(width: usize, height: usize, channels: usize) -> Result<usize, Error> {

@@ -123,18 +123,7 @@ impl<'a> View<'a> {
         channels: usize,
         data: &'a [u8],
     ) -> Result<Self, Error> {
-        if channels != 1 && channels != 3 {
-            return Err(Error::Invalid(format!(
-                "channels must be 1 or 3, got {channels}"
-            )));
-        }
-        let len = checked_len(width, height, channels)?;
-        if data.len() != len {
-            return Err(Error::Size {
-                expected: len,
-                got: data.len(),
-            });
-        }
+        crate::check_buffer(width, height, channels, data.len())?;
         Ok(View {
             width,
             height,
