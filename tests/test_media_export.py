@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pydicom
 import pytest
 
-from conftest import dcmtk, write_config
+from conftest import basic_toml, dcmtk, free_port, write_config
 from gateway.identity import IMPLEMENTATION_CLASS_UID
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -209,3 +209,24 @@ def test_dcmsend_reads_our_dicomdir(archive, tmp_path):
         scp.wait(timeout=10)
     got = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in recv.iterdir()}
     assert got == want and len(want) >= 8
+
+
+def test_a_curve_without_instance_number_gets_its_curve_record(corpus_small, tmp_path):
+    """A retired Standalone Curve need not carry an Instance Number (its number is Curve
+    Number); it is exported with its CURVE record, not dropped, and keeps its own attributes."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(next((corpus_small / "explicit-le" / "CURVE").glob("*.dcm")))
+    del ds.InstanceNumber
+    ds.CurveNumber = 7
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "curve.dcm")
+    cfg = write_config(tmp_path / "cfg", basic_toml(free_port(), tmp_path / "d"))
+    assert _cli("import", str(tmp_path / "in"), "--config", str(cfg)).returncode == 0
+    out = tmp_path / "out"
+    run = _cli("media", "export", str(out), "--study", str(ds.StudyInstanceUID), "--config", str(cfg))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _record_types(out / "DICOMDIR").get("CURVE") == 1
+    written = pydicom.dcmread(next(p for p in out.rglob("CV*") if p.is_file()))
+    assert "InstanceNumber" not in written and written.CurveNumber == 7

@@ -13,6 +13,8 @@ transcoder wrote and the digests below are of those bytes.
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import shutil
 import tempfile
@@ -72,7 +74,14 @@ def _add(fs: Any, path: Path, ds: Any) -> None:
     pfs._PREFIXES.setdefault("CURVE", "CV")
 
     full = dcmread(path)
-    records = list(fs._recordify(full))  # PATIENT, STUDY, SERIES, leaf (top down)
+    probe = full
+    if "InstanceNumber" not in full:
+        # pydicom builds the leaf as an IMAGE record, which needs an Instance
+        # Number; a curve need not have one (its number is Curve Number). The
+        # records are built from a copy that has one; the object keeps its own.
+        probe = copy.copy(full)
+        probe.InstanceNumber = full.get("CurveNumber", 1)
+    records = list(fs._recordify(probe))  # PATIENT, STUDY, SERIES, leaf (top down)
     leaf = records[-1]
     leaf.DirectoryRecordType = "CURVE"
     if "CurveNumber" in full:
