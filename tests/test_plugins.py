@@ -34,6 +34,37 @@ def test_every_hook_has_a_test(hook):
     assert found, f"no test named {name} for hook {hook}"
 
 
+def _driver_plugin(hook, name):
+    class Plugin:
+        pass
+    def impl(self, registry):
+        registry.add(name, lambda *args: ("built", args))
+    setattr(Plugin, hook, hookspecs.hookimpl(impl))
+    return Plugin()
+
+
+def _check_driver_hook(hook, attr, kind):
+    host = PluginHost().load()
+    host.register("site", _driver_plugin(hook, "site-burner"))
+    registry = getattr(host, attr)
+    assert registry is getattr(host.services, attr), "services see the same drivers as the host"
+    assert registry.create("site-burner", "printer", "config") == ("built", ("printer", "config"))
+    assert registry.plugins["site-burner"] == "site"
+    with pytest.raises(LookupError, match=f"no {kind} named 'nope'"):
+        registry.create("nope")
+    # A second plugin taking the same name is refused and unloaded, named.
+    host.register("copycat", _driver_plugin(hook, "site-burner"))
+    assert "copycat" in host.failed and registry.plugins["site-burner"] == "site"
+
+
+def test_hook_register_print_drivers():
+    _check_driver_hook("gateway_register_print_drivers", "print_drivers", "print driver")
+
+
+def test_hook_register_media_drivers():
+    _check_driver_hook("gateway_register_media_drivers", "media_drivers", "media driver")
+
+
 def test_builtins_load_through_entry_points():
     host = load_host()
     info = host.infos["verification"]

@@ -37,7 +37,7 @@ PROJECT = "gateway"
 #: changes one. A plugin may state the major version it was written for as
 #: ``GATEWAY_PLUGIN_API = 1`` in its module; another major is left out, named.
 #: Policy: docs/plugins.md, "Versions and deprecation".
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -68,6 +68,33 @@ def gateway_register_storage_backends(registry: "BackendRegistry") -> None:
     Called once per plugin when the plugin host starts (historic). Call
     ``registry.add(name, factory)``; the config chooses a backend by that
     name and the core calls ``factory(config)`` to build it.
+
+    Returns nothing.
+    """
+
+
+@hookspec(historic=True)
+def gateway_register_print_drivers(registry: "BackendRegistry") -> None:
+    """Register print driver factories by name (API 1.2).
+
+    A print driver is where a composed film goes: a DICOM Print SCP, a PNG
+    or PDF file, a site's own non-DICOM printer. ``printers/*.toml`` chooses
+    one by name (``driver = "..."``) and the print plugin calls
+    ``factory(printer_config, config)``; what the returned object must do is
+    documented in docs/print.md ("Print drivers").
+
+    Returns nothing.
+    """
+
+
+@hookspec(historic=True)
+def gateway_register_media_drivers(registry: "BackendRegistry") -> None:
+    """Register media driver factories by name (API 1.2).
+
+    A media driver writes a staged file-set to its target (a folder, an ISO
+    image, a site's disc burner or USB target) and reads it back for
+    verification. The media plugin chooses one by name and calls
+    ``factory(config)``; the interface is in docs/media.md ("Media drivers").
 
     Returns nothing.
     """

@@ -121,6 +121,8 @@ class PluginHost:
     infos: dict[str, PluginInfo] = field(init=False, default_factory=dict)
     services: ServiceRegistry = field(init=False, default_factory=ServiceRegistry)
     storage_backends: BackendRegistry = field(init=False)
+    print_drivers: BackendRegistry = field(init=False)
+    media_drivers: BackendRegistry = field(init=False)
     failed: dict[str, str] = field(init=False, default_factory=dict)
     #: Seconds a third-party hook implementation may run (``node.hook_timeout``);
     #: None: inline and unbounded (the command line: nobody else waits).
@@ -131,6 +133,8 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.storage_backends = BackendRegistry("storage backend")
         self.services.storage_backends = self.storage_backends
+        self.print_drivers = self.services.print_drivers = BackendRegistry("print driver")
+        self.media_drivers = self.services.media_drivers = BackendRegistry("media driver")
         self._lock = threading.Lock()
         self._stuck: dict[str, int] = {}  # plugin -> abandoned calls still running
 
@@ -193,6 +197,8 @@ class PluginHost:
         for hook, registry in (
             ("gateway_register_services", self.services),
             ("gateway_register_storage_backends", self.storage_backends),
+            ("gateway_register_print_drivers", self.print_drivers),
+            ("gateway_register_media_drivers", self.media_drivers),
         ):
             self.collect(hook, registry, only=only)
 

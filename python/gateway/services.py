@@ -104,6 +104,9 @@ class ServiceRegistry:
     #: its config names when it handles a request (registration order of
     #: plugins does not matter: look it up at request time).
     storage_backends: "BackendRegistry | None" = None
+    #: The same host's print and media drivers (API 1.2), looked up the same way.
+    print_drivers: "BackendRegistry | None" = None
+    media_drivers: "BackendRegistry | None" = None
     #: Routing rule actions provided by plugins, by name (``add_rule_action``).
     rule_actions: dict[str, RuleAction] = field(default_factory=dict)
     _current_plugin: str = ""
