@@ -2,7 +2,7 @@
 """Ingest benchmark (import-server issue): the full corpus (explicit LE) sent by
 DCMTK storescu with 1 and 4 concurrent associations into
 
-  the gateway (serve, 2 workers: fsync + index) | DCMTK storescp (writes files)
+  the gateway (serve, 2 workers: fsync + index) | DCMTK storescp, single and --fork
   pynetdicom storescp (writes files)             | Orthanc (its own temp config)
 
 measured side by side in one run; prints MB/s, images/s and gateway/each.
@@ -48,13 +48,15 @@ PYNETDICOM_SCP = textwrap.dedent("""
 
 def start(name: str, tmp: Path):
     port = free_port()
-    d = tmp / name.split()[0]
+    d = tmp / name.split()[0]  # one target per temporary directory
     d.mkdir()
     if name == "gateway":
         write_gateway_toml(d, port)
         cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(d)]
     elif name == "DCMTK storescp":
         cmd = ["/usr/bin/storescp", "-aet", "BENCH", "--output-directory", str(d), str(port)]
+    elif name == "DCMTK storescp --fork":  # one process per association, as a busy site runs it
+        cmd = ["/usr/bin/storescp", "--fork", "-aet", "BENCH", "--output-directory", str(d), str(port)]
     elif name == "pynetdicom storescp":
         cmd = [sys.executable, "-c", PYNETDICOM_SCP, str(port), str(d)]
     else:  # Orthanc
@@ -87,7 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, help="a full explicit-LE corpus (generated when missing)")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--targets", default="gateway,DCMTK storescp,pynetdicom storescp,Orthanc")
+    ap.add_argument("--targets", default="gateway,DCMTK storescp --fork,DCMTK storescp,pynetdicom storescp,Orthanc")
     args = ap.parse_args()
     files, total = full_corpus(args.corpus)
     results: dict[tuple[str, int], float] = {}

@@ -211,6 +211,34 @@ def test_duplicate_policies(inprocess_gateway, tmp_path, policy, second_status, 
     assert idx.stats()["instances"] == 1
 
 
+@pytest.mark.parametrize("policy,second_status,kept_series", [
+    ("overwrite", 0, "moved"), ("keep-first", 0, "first"), ("reject", 0x0111, "first")])
+def test_duplicate_policies_when_the_resend_moved_series(inprocess_gateway, tmp_path, policy, second_status,
+                                                         kept_series):
+    """A resend under another Series Instance UID lands on a new path, so the store
+    finds the duplicate only in its index transaction (the look-up folded into the
+    write, issue 10): the policy still decides, and nothing is left at the path
+    the refused copy was put in."""
+    gw = start(inprocess_gateway, tmp_path, duplicate_policy=policy)
+    first = _ct(value=1)
+    assert send_dataset(gw.port, first, CT)[0] == 0
+    moved = _ct(value=2)
+    moved.SeriesInstanceUID = first.SeriesInstanceUID + ".9"
+    status, _ = send_dataset(gw.port, moved, CT)
+    assert status == second_status
+    old = stored_path(gw, first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID)
+    new = stored_path(gw, moved.StudyInstanceUID, moved.SeriesInstanceUID, moved.SOPInstanceUID)
+    idx = Index(gw.worker.runtime.config.effective_database_url())
+    row = idx.find_instance(first.SOPInstanceUID)
+    assert idx.stats()["instances"] == 1 and idx.stats()["series"] == 1
+    if kept_series == "first":
+        assert old.exists() and not new.exists()
+        assert row.series_instance_uid == first.SeriesInstanceUID and dcmread(old).InstanceNumber == 1
+    else:
+        assert new.exists() and not old.exists()  # the replaced file went with its row
+        assert row.series_instance_uid == moved.SeriesInstanceUID and dcmread(new).InstanceNumber == 2
+
+
 def test_identical_resend_is_a_no_op(inprocess_gateway, tmp_path):
     gw = start(inprocess_gateway, tmp_path, duplicate_policy="reject")
     assert send_dataset(gw.port, _ct(), CT)[0] == 0

@@ -278,20 +278,16 @@ class StorageSCP:
         with instance_lock(config.node.data_dir, uid):
             try:
                 index = index_of(config)
-                existing = index.find_instance(uid)
+                # Nothing at the object's path: a new object (the common case), and
+                # the duplicate look-up is folded into its index transaction below.
+                # Something there: a resend or a new version; decided before
+                # writing, so a byte-identical resend writes nothing.
+                existing = index.find_instance(uid) if backend.exists(rel) else None
             except IndexUnavailable as exc:
                 return fail("index_unavailable", f"index unavailable: {exc}")
-            if existing is not None and existing.file is not None:
-                same = existing.file.sha256 == digest and backend.exists(existing.file.path)
-                if same:
-                    METRICS.inc("gateway_store_duplicates_total", outcome="identical")
-                    return Status.SUCCESS  # STO-6: a byte-identical resend is a no-op
-                if s.duplicate_policy == "keep-first":
-                    METRICS.inc("gateway_store_duplicates_total", outcome="kept-first")
-                    log.info("duplicate kept as first received", extra={"sop_instance_uid": uid})
-                    return Status.SUCCESS
-                if s.duplicate_policy == "reject":
-                    return fail("duplicate", "duplicate SOP Instance UID with different content")
+            outcome = _duplicate_outcome(existing, digest, backend, s, fail)
+            if outcome is not None:
+                return outcome
 
             head = file_meta(request.sop_class_uid, uid, syntax, config.node.implementation_class_uid,
                              config.node.implementation_version_name, request.association.calling_ae)
@@ -312,10 +308,20 @@ class StorageSCP:
                     # fails, the peer is not acknowledged and the complete,
                     # unindexed file is replaced by its resend.
                     staged.commit()
-                    with index.transaction() as tx:
-                        stored = tx.store_instance(attrs, record)
-                        if routed is not None:
-                            router.record(tx, decision, routed)
+                    try:
+                        with index.transaction() as tx:
+                            if tx.has_instance(uid):
+                                # Indexed under another path (its study or series
+                                # changed): the duplicate policy decides, as above.
+                                kept = _duplicate_outcome(tx.find_instance(uid), digest, backend, s, fail)
+                                if kept is not None:
+                                    raise _Kept(kept)
+                            stored = tx.store_instance(attrs, record)
+                            if routed is not None:
+                                router.record(tx, decision, routed)
+                    except _Kept as kept:
+                        backend.delete(rel)  # the copy just put in place; the stored version stays
+                        return kept.outcome
                 else:
                     # A new version of a stored object (STO-6 overwrite): renamed
                     # over the old one only once the index's write lock is held,
@@ -350,6 +356,32 @@ class StorageSCP:
                 "ms": round((time.perf_counter() - started) * 1000, 2),
                 "replaced": stored.replaced is not None})
             return Status.SUCCESS
+
+
+class _Kept(Exception):
+    """Rolls a new object's index transaction back: the stored version stays (STO-6)."""
+
+    def __init__(self, outcome: Response | int) -> None:
+        super().__init__("duplicate kept")
+        self.outcome = outcome
+
+
+def _duplicate_outcome(existing: Any, digest: str, backend: Any, s: StorageSettings,
+                       fail: Any) -> Response | int | None:
+    """The answer to a store of an instance already indexed (STO-6), or None when the
+    new object is to be stored (new, or a new version under ``overwrite``)."""
+    if existing is None or existing.file is None:
+        return None
+    if existing.file.sha256 == digest and backend.exists(existing.file.path):
+        METRICS.inc("gateway_store_duplicates_total", outcome="identical")
+        return Status.SUCCESS  # a byte-identical resend is a no-op
+    if s.duplicate_policy == "keep-first":
+        METRICS.inc("gateway_store_duplicates_total", outcome="kept-first")
+        log.info("duplicate kept as first received", extra={"sop_instance_uid": existing.sop_instance_uid})
+        return Status.SUCCESS
+    if s.duplicate_policy == "reject":
+        return fail("duplicate", "duplicate SOP Instance UID with different content")
+    return None
 
 
 def _tell_plugins(request: StoreRequest, attrs: Any, syntax: str, backend: Any, rel: str, config: Any) -> None:

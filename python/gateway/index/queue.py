@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.index import schema as S
 from gateway.index.job_states import STATES
+from gateway.index.prepared import driver_cursor, prepared
 
 __all__ = ["ForwardPlan", "Job", "ForwardQueue", "enqueue", "touch_series", "backoff_delay",
            "STATES", "worker_id"]
@@ -120,19 +121,26 @@ def enqueue(conn: Connection, plans: Iterable[ForwardPlan], *, sop_instance_uid:
 
 
 def touch_series(conn: Connection, *, series_instance_uid: str, study_instance_uid: str,
-                 association: str, now: datetime | None = None) -> None:
-    """Record an arrival in a series (completeness); a completed series reopens."""
-    now = now or _now()
-    if conn.dialect.name == "postgresql":
+                 association: str, now: datetime | None = None, cursor: Any = None) -> None:
+    """Record an arrival in a series (completeness); a completed series reopens.
+    Once per stored object: prepared SQL (gateway.index.prepared), on the store
+    transaction's ``cursor`` when given."""
+    values = dict(series_instance_uid=series_instance_uid, study_instance_uid=study_instance_uid,
+                  last_received_at=now or _now(), association=association, association_ended=False,
+                  completed_at=None, instances_received=1)
+    prepared("touch_series", conn.dialect, lambda: _touch_series_statement(conn.dialect.name),
+             column_keys=list(values)).execute(cursor or driver_cursor(conn), values)
+
+
+def _touch_series_statement(dialect: str) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    ins = insert(A).values(series_instance_uid=series_instance_uid, study_instance_uid=study_instance_uid,
-                           last_received_at=now, association=association, association_ended=False,
-                           completed_at=None, instances_received=1)
-    conn.execute(ins.on_conflict_do_update(index_elements=[A.c.series_instance_uid], set_=dict(
-        last_received_at=now, association=association, association_ended=False, completed_at=None,
-        instances_received=A.c.instances_received + 1)))
+    ins = insert(A)
+    return ins.on_conflict_do_update(index_elements=[A.c.series_instance_uid], set_=dict(
+        last_received_at=ins.excluded.last_received_at, association=ins.excluded.association,
+        association_ended=False, completed_at=None, instances_received=A.c.instances_received + 1))
 
 
 def backoff_delay(attempts: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.index import schema as S
 from gateway.index.attrs import InstanceAttrs, normalize_pn
 from gateway.index.demographics import demographic_columns, demographics_of
+from gateway.index.prepared import driver_cursor, prepared, upsert
 
 __all__ = ["Index", "shared_index", "IndexUnavailable", "index_missing", "sqlite_file", "FileRecord", "StoredInstance", "PatientNode", "StudyNode",
            "SeriesNode", "alembic_config", "wildcard_to_like"]
@@ -566,18 +567,37 @@ class Transaction:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
+        self._cursor: Any = None
 
     def find_instance(self, sop_instance_uid: str) -> StoredInstance | None:
         row = self.conn.execute(
             _instance_select().where(S.instances.c.sop_instance_uid == sop_instance_uid)).first()
         return _stored_from_row(row) if row is not None else None
 
+    def has_instance(self, sop_instance_uid: str) -> bool:
+        """Whether the instance is indexed (one prepared look-up; the store path)."""
+        i = S.instances
+        return self._scalar("instance_id", lambda: sa.select(i.c.id).where(
+            i.c.sop_instance_uid == sa.bindparam("uid")), uid=sop_instance_uid) is not None
+
     # -- upserts: the row is created or, when this object is at least as recent as
     #    the one the row came from, updated (QRS-7: the latest demographics win).
     #    An attribute the object does not carry (None) keeps the stored value.
     def _upsert(self, table: sa.Table, key: str, values: dict[str, Any], always: tuple[str, ...] = ()) -> int:
-        stmt = _upsert_statement(self.dialect, table, key, tuple(values), always)
-        return self.conn.execute(stmt, values).scalar_one()
+        columns = tuple(values)
+        return upsert(self.conn, self.cursor, ("upsert", table.name, key, columns, always),
+                      lambda: _upsert_statement(self.dialect, table, key, columns, always), values)
+
+    @property
+    def cursor(self) -> Any:
+        """The driver's cursor in this transaction, for the store path's prepared SQL."""
+        if self._cursor is None:
+            self._cursor = driver_cursor(self.conn)
+        return self._cursor
+
+    def _scalar(self, key: str, build: Any, **params: Any) -> Any:
+        rows = prepared(key, self.conn.dialect, build).execute(self.cursor, params).fetchall()
+        return rows[0][0] if rows else None
 
     def store_instance(self, attrs: InstanceAttrs, file: FileRecord) -> StoredInstance:
         """Index one stored object: upsert patient, study, series, instance and its file row.
@@ -585,6 +605,7 @@ class Transaction:
         An existing instance with the same SOP Instance UID is replaced, row and file
         row (STO-6 overwrite; the caller applies the keep/reject policies before).
         Parents it leaves empty (it moved to another series/study/patient) are removed.
+        The statements of a new object run as prepared SQL (gateway.index.prepared).
         """
         now = _utc_naive(file.received_at)
         p, st, se, i, f = S.patients, S.studies, S.series, S.instances, S.files
@@ -597,8 +618,8 @@ class Transaction:
             other_patient_ids=attrs.other_patient_ids,
             specific_character_set=attrs.specific_character_set, updated_at=now))
 
-        old_study_parent = c.execute(sa.select(st.c.patient_fk).where(
-            st.c.study_instance_uid == attrs.study_instance_uid)).scalar()
+        old_study_parent = self._scalar("study_parent", lambda: sa.select(st.c.patient_fk).where(
+            st.c.study_instance_uid == sa.bindparam("uid")), uid=attrs.study_instance_uid)
         study_pk = self._upsert(st, "study_instance_uid", dict(
             study_instance_uid=attrs.study_instance_uid, patient_fk=patient_pk,
             study_date=attrs.study_date, study_time=attrs.study_time,
@@ -611,8 +632,8 @@ class Transaction:
             specific_character_set=attrs.specific_character_set, updated_at=now),
             always=("patient_fk",))
 
-        old_series_parent = c.execute(sa.select(se.c.study_fk).where(
-            se.c.series_instance_uid == attrs.series_instance_uid)).scalar()
+        old_series_parent = self._scalar("series_parent", lambda: sa.select(se.c.study_fk).where(
+            se.c.series_instance_uid == sa.bindparam("uid")), uid=attrs.series_instance_uid)
         series_pk = self._upsert(se, "series_instance_uid", dict(
             series_instance_uid=attrs.series_instance_uid, study_fk=study_pk,
             modality=attrs.modality, series_number=attrs.series_number,
@@ -631,14 +652,19 @@ class Transaction:
         file_values = dict(path=file.path, size=file.size, sha256=file.sha256,
                            transfer_syntax_uid=file.transfer_syntax_uid, backend=file.backend,
                            received_at=now, calling_ae=file.calling_ae, called_ae=file.called_ae)
-        existing = c.execute(_instance_select().where(
-            i.c.sop_instance_uid == attrs.sop_instance_uid)).first()
+        existing = None
+        if self.has_instance(attrs.sop_instance_uid):
+            # A replacement (rare): the full row, through SQLAlchemy's typed results.
+            existing = c.execute(_instance_select().where(
+                i.c.sop_instance_uid == attrs.sop_instance_uid)).first()
         replaced = None
         if existing is None:
-            instance_pk = c.execute(sa.insert(i).values(
-                sop_instance_uid=attrs.sop_instance_uid, **instance_values)
-                .returning(i.c.id)).scalar_one()
-            c.execute(sa.insert(f).values(instance_fk=instance_pk, **file_values))
+            values = {"sop_instance_uid": attrs.sop_instance_uid, **instance_values}
+            instance_pk = upsert(c, self.cursor, ("insert", "instances", tuple(values)),
+                                 lambda: sa.insert(i).returning(i.c.id), values)
+            values = {"instance_fk": instance_pk, **file_values}
+            prepared(("insert", "files", tuple(values)), c.dialect, lambda: sa.insert(f),
+                     column_keys=list(values)).execute(self.cursor, values)
         else:  # STO-6: the new object replaces the instance row and its file row
             instance_pk = existing.id
             replaced = _file_from_row(existing)

@@ -158,7 +158,8 @@ class Router:
     def record(self, tx: Any, decision: RoutingDecision | None, instance: RoutedInstance) -> int:
         """Inside the store's transaction: the jobs, and the series' arrival (completeness)."""
         touch_series(tx.conn, series_instance_uid=instance.series_instance_uid,
-                     study_instance_uid=instance.study_instance_uid, association=association_key(instance.association))
+                     study_instance_uid=instance.study_instance_uid, association=association_key(instance.association),
+                     cursor=getattr(tx, "cursor", None))
         if decision is None:
             return 0
         for compiled in decision.actions:
