@@ -94,6 +94,9 @@ class GatewayAssociation(FastAssociationMixin, Association):
                     spool_threshold=node.spool_threshold,
                 )
             )
+            from gateway.net.direct import DirectServer
+
+            self.dul.direct = DirectServer(self)
         else:
             _ignore_late_primitives(self.dul.state_machine)
 

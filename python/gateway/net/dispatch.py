@@ -76,6 +76,9 @@ def _watched(event: Any, service: Any, request: Any, timeout: float, fn: Callabl
         METRICS.inc("gateway_plugin_timeouts_total", service=service.name)
         log.error("service did not answer in time", extra={"service": service.name, "op": "c_store",
                                                            "timeout_s": timeout, "assoc": event.assoc.gw_id})
+        if getattr(event, "direct", False):  # served on the DUL thread (net/direct.py)
+            event.assoc.dul.direct.answer_late(event, _FAILURE["c_store"])
+            return
         answer_now(event, _FAILURE["c_store"])
         # The association's thread is still inside the service, so nothing else on
         # this association could be served (a release would wait for the hung

@@ -97,6 +97,8 @@ class FastDUL(DULServiceProvider):
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wake_lock = threading.Lock()
         self._receiver: Any = None
+        #: Serves plain C-STORE / C-ECHO requests on this thread (gateway.net.direct), or None.
+        self.direct: Any = None
         # Set after every state-machine action; the association reactor waits on it.
         self.activity = threading.Event()
         # Held while a PDU is written: the Storage SCU streams P-DATA-TF from
@@ -262,6 +264,10 @@ class FastDUL(DULServiceProvider):
                 payload = DatasetPayload(path=path, length=length)
             elif data is not None:
                 payload = DatasetPayload(data=data)
+            if (self.direct is not None and state == "Sta6" and self.event_queue.empty()
+                    and self.direct(context_id, command, payload)):
+                self._idle_timer.restart()
+                return
             self._recv_pdu.put(_CoalescedPDU(CoalescedPData(context_id, command, payload)))
             self.event_queue.put("Evt10")
             self._idle_timer.restart()
