@@ -9,7 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["PrinterSettings", "PrinterConfigError", "printer_problems", "printer_settings",
-           "OPTIONAL_ATTRIBUTES", "FILM_SIZES"]
+           "OPTIONAL_ATTRIBUTES", "FILM_SIZES", "PRIORITIES", "RESERVED_NAMES"]
+
+#: Print Priority (2000,0020) values, most urgent first: the queue's order (PRN-7).
+PRIORITIES = ("HIGH", "MED", "LOW")
+
+#: ``dicom-gateway print ls|cancel`` take the place of a printer's name, so no printer may be called so.
+RESERVED_NAMES = ("ls", "cancel")
 
 #: Film Size ID (2010,0050) → (width, height) in inches, portrait.
 FILM_SIZES: dict[str, tuple[float, float]] = {
@@ -45,13 +51,23 @@ _DENSITY = re.compile(r"^(BLACK|WHITE|\d{1,4})$")
 
 
 class PrinterSettings(BaseModel):
-    """One DICOM printer (a Basic Grayscale / Color Print Management SCP) and its film defaults."""
+    """One printer: its driver (a DICOM Basic Grayscale / Color Print Management SCP by default),
+    its queue behaviour and its film defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ae_title: str = Field(min_length=1, max_length=16, description="the printer's AE title")
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
+    driver: str = Field("dicom", min_length=1, description="a registered print driver: dicom, png, or a plugin's")
+    options: dict[str, Any] = Field(default_factory=dict, description="settings of a plugin's driver, its own")
+    output: str | None = Field(None, min_length=1,
+                               description="png driver: the folder for the films (default: DATA_DIR/films/NAME)")
+    # None only for drivers that are not DICOM: the dicom driver requires them (printer_problems).
+    ae_title: str | None = Field(None, min_length=1, max_length=16, description="the printer's AE title")
+    host: str | None = Field(None, min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)
+    # The print queue (PRN-7).
+    idle_release: float = Field(30.0, ge=0, description="seconds an idle association is kept open for the next job")
+    retries: int = Field(0, ge=0, le=100, description="tries after a failed one, with backoff")
+    retry_backoff: float = Field(10.0, gt=0, description="seconds before the first retry; doubled each time, ≤ 300")
     calling_ae_title: str | None = Field(None, min_length=1, max_length=16,
                                          description="our AE title towards it (default: node.ae_title)")
     description: str = ""
@@ -67,7 +83,7 @@ class PrinterSettings(BaseModel):
     max_pdu: int = Field(16384, ge=0)
     # CFG-4 film defaults (PRN-3, PRN-4, PRN-5).
     copies: int = Field(1, ge=1, le=99)
-    priority: Literal["HIGH", "MED", "LOW"] = "MED"
+    priority: Literal["HIGH", "MED", "LOW"] = Field("MED", description="Print Priority; the queue's default")
     medium_type: str | None = Field("BLUE FILM", description="PAPER, CLEAR FILM, BLUE FILM, …")
     film_destination: str | None = Field("MAGAZINE", description="MAGAZINE, PROCESSOR, BIN_i")
     label: str | None = None
@@ -154,11 +170,39 @@ def _validate(doc: Any) -> tuple[PrinterSettings | None, list[str]]:
         return None, exc.problems
 
 
-def printer_problems(config: Any) -> list[str]:
-    """``file:line: key`` problems of every ``printers/*.toml`` (for ``gateway_config_loaded``)."""
+def _at(doc: Any, key: str) -> str:
+    line = doc.key_lines.get((key,))
+    return f"{doc.file}:{line}" if line else doc.file
+
+
+def _driver_problems(name: str, doc: Any, settings: PrinterSettings, drivers: Any) -> list[str]:
+    """What validating each file alone cannot see: the driver's name against the
+    registered ones, and the address the dicom driver needs."""
+    out = []
+    if name.lower() in RESERVED_NAMES:
+        out.append(f"{doc.file}: a printer cannot be called {name!r}: `dicom-gateway print {name.lower()}` is a "
+                   "command; rename the file")
+    if drivers is not None and settings.driver not in drivers.factories:
+        known = ", ".join(sorted(drivers.factories)) or "none"
+        out.append(f"{_at(doc, 'driver')}: key 'driver': no print driver named {settings.driver!r} "
+                   f"(registered: {known}; a plugin adds one with gateway_register_print_drivers)")
+    if settings.driver == "dicom":
+        for key in ("ae_title", "host", "port"):
+            if getattr(settings, key) is None:
+                out.append(f"{doc.file}:1: key '{key}': required key is missing (driver \"dicom\" prints to a DICOM "
+                           "Print SCP at ae_title, host, port)")
+    return out
+
+
+def printer_problems(config: Any, drivers: Any = None) -> list[str]:
+    """``file:line: key`` problems of every ``printers/*.toml`` (for ``gateway_config_loaded``);
+    with ``drivers`` (the host's print driver registry) an unknown ``driver`` is one."""
     problems: list[str] = []
-    for _name, doc in sorted(getattr(config, "printers", {}).items()):
-        problems.extend(_validate(doc)[1])
+    for name, doc in sorted(getattr(config, "printers", {}).items()):
+        settings, found = _validate(doc)
+        problems.extend(found)
+        if settings is not None:
+            problems.extend(_driver_problems(name, doc, settings, drivers))
     return problems
 
 
@@ -171,6 +215,8 @@ def printer_settings(config: Any, name: str) -> tuple[str, PrinterSettings]:
         known = ", ".join(sorted(printers)) or "none configured"
         raise PrinterConfigError([f"unknown printer {name!r}: add printers/{name}.toml (known: {known})"])
     settings, problems = _validate(printers[found])
-    if settings is None:
+    if settings is not None:
+        problems = _driver_problems(found, printers[found], settings, None)
+    if problems:
         raise PrinterConfigError(problems)
     return found, settings

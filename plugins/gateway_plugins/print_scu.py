@@ -1,13 +1,19 @@
 """Print Management SCU (PS3.4 Annex H; PRN-1..PRN-5, PRN-8) as the registered
 service ``print-scu``: Basic Grayscale (and Color) Print Management Meta SOP
-classes, Implicit VR LE, one session per print job on one association:
+classes, Implicit VR LE, one film session per print job:
 
 N-GET Printer → N-CREATE Film Session → per film: N-CREATE Film Box → N-SET
 Image Box per position → N-ACTION Print → N-DELETE Film Box; then N-DELETE
 Film Session. Films are rendered by :mod:`gateway_plugins.print_render`.
 
 Printers come from ``printers/*.toml`` (:mod:`gateway_plugins.print_config`);
-the ``print`` and ``printer status`` commands are in :mod:`gateway_plugins.print_command`."""
+where films go is a print driver (:mod:`gateway_plugins.print_drivers`: ``dicom``
+is this SCU, ``png`` writes files); jobs wait in a persistent queue
+(:mod:`gateway_plugins.print_queue`) worked off by one thread per printer in the
+sender process (:mod:`gateway_plugins.print_worker`), from the command line and
+from ``print`` routing rules (:mod:`gateway_plugins.print_rules`); the ``print``,
+``print ls|cancel`` and ``printer status`` commands are in
+:mod:`gateway_plugins.print_command`."""
 
 from __future__ import annotations
 
@@ -71,6 +77,15 @@ class PrintError(Exception):
     """A print job failed; the message says at which step and why (PRN-8)."""
 
 
+class PrintCancelled(Exception):
+    """A job was cancelled on request while it was printing (PRN-2): before the step named,
+    with ``printed`` films already printed. The film session was deleted."""
+
+    def __init__(self, printed: int, total: int, step: str) -> None:
+        super().__init__(f"cancelled before {step}: {printed} of {total} film(s) printed")
+        self.printed, self.total, self.step = printed, total, step
+
+
 @dataclass
 class PrinterStatus:
     status: str
@@ -85,6 +100,8 @@ class PrintResult:
     images: int
     warnings: list[str]
     printer: PrinterStatus | None
+    #: what the driver wants said about it (files written, …), for `print ls`
+    note: str = ""
 
 
 def _optional(ds: Any, settings: Any, key: str, keyword: str, value: Any = None) -> None:
@@ -285,12 +302,26 @@ class PrintSession:
         return uid, attrs
 
     def print_films(self, films: Sequence[Any], *, copies: int | None = None, film_size: str, orientation: str,
-                    on_film: Callable[[int], None] | None = None) -> int:
-        """The Film Session with ``films`` (:class:`gateway_plugins.print_render.Film`); returns films printed."""
+                    on_film: Callable[[int], None] | None = None,
+                    cancelled: Callable[[], bool] | None = None) -> int:
+        """The Film Session with ``films`` (:class:`gateway_plugins.print_render.Film`); returns films printed.
+        ``cancelled()`` is asked before each film box and each N-ACTION Print: when it says so, the
+        film box and session are deleted and :class:`PrintCancelled` raised (PRN-2 "cancel on request")."""
         session_uid, _ = self._create("N-CREATE Film Session", film_session_dataset(self.settings, copies),
                                       FILM_SESSION)
         printed = 0
+
+        def stop_if_cancelled(step: str, box_uid: str | None) -> None:
+            if cancelled is None or not cancelled():
+                return
+            if box_uid is not None:
+                self._check(f"N-DELETE Film Box {n}", self.assoc.send_n_delete(FILM_BOX, box_uid, meta_uid=self.meta))
+            self._check("N-DELETE Film Session",
+                        self.assoc.send_n_delete(FILM_SESSION, session_uid, meta_uid=self.meta))
+            raise PrintCancelled(printed, len(films), step)
+
         for n, film in enumerate(films, start=1):
+            stop_if_cancelled(f"film {n}", None)
             box_uid, attrs = self._create(f"N-CREATE Film Box {n}",
                                           film_box_dataset(self.settings, session_uid, film.display_format,
                                                            film_size, orientation), FILM_BOX)
@@ -305,6 +336,7 @@ class PrintSession:
                                                   meta_uid=self.meta)
                 self._check(f"N-SET Image Box {box.position} of film {n}", status,
                             ["polarity"] if self.settings.sends("polarity") else [])
+            stop_if_cancelled(f"N-ACTION Print of film {n}", box_uid)
             status, _ = self.assoc.send_n_action(None, 1, FILM_BOX, box_uid, meta_uid=self.meta)
             self._check(f"N-ACTION Print of film {n}", status)
             printed += 1
@@ -342,20 +374,30 @@ class PrintSCU:
 
     def print_films(self, config: Any, name: str, films: Sequence[Any], *, copies: int | None = None,
                     film_size: str | None = None, orientation: str | None = None) -> PrintResult:
-        """A whole print session (PRN-2); PrintError on any failure (the association is aborted, PRN-8)."""
+        """A whole print session (PRN-2) on an association of its own; PrintError on any
+        failure (the association is aborted, PRN-8)."""
         found, settings = self.printer(config, name)
         with PrintSession(found, settings, config) as session:
-            state = session.printer_status()
-            if state.status == "FAILURE":
-                raise PrintError(f"printer {session} reports FAILURE"
-                                 + (f": {state.info}" if state.info else "") + "; not printing")
-            if state.status == "WARNING":
-                msg = "printer status WARNING" + (f": {state.info}" if state.info else "")
-                session.warnings.append(msg)
-                log.warning("print: %s", msg, extra={"printer": found})
-            n = session.print_films(films, copies=copies, film_size=film_size or settings.film_size,
-                                    orientation=orientation or settings.orientation)
-            return PrintResult(n, sum(len(f.boxes) for f in films), session.warnings, state)
+            return run_session(session, films, copies=copies, film_size=film_size or settings.film_size,
+                               orientation=orientation or settings.orientation)
+
+
+def run_session(session: PrintSession, films: Sequence[Any], *, copies: int | None, film_size: str,
+                orientation: str, cancelled: Callable[[], bool] | None = None) -> PrintResult:
+    """One print job on an open session: N-GET Printer (FAILURE refuses, WARNING is said),
+    then the Film Session with ``films``. The session may have printed jobs before (PRN-7:
+    the association is kept between jobs), so its warnings start afresh."""
+    session.warnings = []
+    state = session.printer_status()
+    if state.status == "FAILURE":
+        raise PrintError(f"printer {session} reports FAILURE"
+                         + (f": {state.info}" if state.info else "") + "; not printing")
+    if state.status == "WARNING":
+        msg = "printer status WARNING" + (f": {state.info}" if state.info else "")
+        session.warnings.append(msg)
+        log.warning("print: %s", msg, extra={"printer": session.name})
+    n = session.print_films(films, copies=copies, film_size=film_size, orientation=orientation, cancelled=cancelled)
+    return PrintResult(n, sum(len(f.boxes) for f in films), session.warnings, state)
 
 
 def service() -> Service:
@@ -374,19 +416,51 @@ def service() -> Service:
 
 @hookimpl
 def gateway_register_services(registry: Any) -> None:
+    from gateway.services import RuleAction
+    from gateway_plugins.print_rules import ACTION, record, validate_rule
+
     registry.add(service())
+    registry.add_rule_action(RuleAction(
+        name=ACTION, record=record, validate=validate_rule,
+        description="print each matching series on a printer (a durable print job per series)"))
+
+
+@hookimpl
+def gateway_register_print_drivers(registry: Any) -> None:
+    """The built-in drivers: ``dicom`` (this Print SCU) and ``png`` (films as PNG files)."""
+    from gateway_plugins.print_drivers import register
+
+    register(registry)
 
 
 @hookimpl
 def gateway_config_loaded(config: Any) -> list[str]:
     from gateway_plugins.print_config import printer_problems
+    from gateway_plugins.print_drivers import registered
 
-    return printer_problems(config)
+    return printer_problems(config, registered())
+
+
+@hookimpl
+def gateway_sender_poll(config: Any, index: Any, stopping: Any) -> None:
+    """The print workers run in the sender process (one per node): started on the first
+    round that has printers, then handed each new config."""
+    from gateway_plugins.print_worker import poll
+
+    poll(config, index, stopping)
+
+
+@hookimpl
+def gateway_series_complete(series: Any, config: Any) -> None:
+    """A series a print rule collected is complete: its job joins the queue."""
+    from gateway_plugins.print_worker import series_complete
+
+    series_complete(series.series_instance_uid, config)
 
 
 @hookimpl
 def gateway_register_commands(commands: Any) -> None:
-    """``print`` and ``printer status``."""
+    """``print``, ``print ls|cancel`` and ``printer status``."""
     from gateway_plugins.print_command import add_print_parsers
 
     add_print_parsers(commands)
