@@ -1,26 +1,31 @@
-"""``dicom-gateway media export | ls | import`` (MED-1..MED-5 for operators)."""
+"""``dicom-gateway media export | ls | import | jobs`` (MED-1..MED-5 for operators; export jobs)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_media_parser", "export_command", "ls_command", "import_command"]
+__all__ = ["add_media_parser", "export_command", "ls_command", "import_command", "jobs_command"]
 
 EXAMPLES = """\
 dicom-gateway media export /mnt/usb/OUT --study 1.2.840.113619.2.55.3.1234 --config /etc/dicom-gateway
 dicom-gateway media export out/ --patient PAT001 --capacity cd700 --split
 dicom-gateway media export out/ --series 1.2.3.4 --format iso
 dicom-gateway media export out/ --patient PAT001 --capacity dvd --dry-run
+dicom-gateway media export /srv/export/OUT --study 1.2.3.4 --queue --config /etc/dicom-gateway
 dicom-gateway media ls /media/cdrom
-dicom-gateway media import /media/cdrom --study 1.2.3.4 --config /etc/dicom-gateway"""
+dicom-gateway media import /media/cdrom --study 1.2.3.4 --config /etc/dicom-gateway
+dicom-gateway media jobs --json --config /etc/dicom-gateway
+dicom-gateway media jobs retry 12 13 --config /etc/dicom-gateway"""
+
+#: media_jobs.STATES, not imported: building the command line must not load SQLAlchemy.
+STATES = ("pending", "claimed", "done", "failed", "dead")
 
 
 def add_media_parser(commands: Any) -> None:
-    p = commands.add_parser("media", help="DICOM media (STD-GEN-CD file-sets): export, list, import",
+    p = commands.add_parser("media", help="DICOM media (STD-GEN-CD file-sets): export, list, import, export jobs",
                             examples=EXAMPLES)
     sub = p.add_subparsers(dest="media_command", required=True, metavar="SUBCOMMAND")
     e = sub.add_parser("export", help="write archived studies as a STD-GEN-CD file-set (MED-1, MED-2)")
@@ -31,10 +36,28 @@ def add_media_parser(commands: Any) -> None:
     e.add_argument("--capacity", default=None,
                    help="volume size: cd650, cd700, dvd, or bytes (500MB, 4.7GB); default unlimited")
     e.add_argument("--split", action="store_true", help="write several volumes when one does not hold it all")
-    e.add_argument("--format", default="folder", help="media driver: folder (default) or iso")
+    e.add_argument("--format", default="folder", metavar="DRIVER",
+                   help="media driver: folder (default), iso, or one a site's plugin registers")
     e.add_argument("--dry-run", action="store_true", help="only report how many volumes it needs")
+    e.add_argument("--queue", action="store_true",
+                   help="queue a job for the serving gateway instead of writing here (see media jobs)")
     commands.config_options(e)
     e.set_defaults(func=export_command)
+    j = sub.add_parser("jobs", help="export jobs of rules (action = \"media\") and of export --queue")
+    j.add_argument("--json", action="store_true", help="one JSON list of jobs")
+    j.add_argument("--state", choices=STATES)
+    commands.config_options(j)
+    j.set_defaults(func=jobs_command)
+    jsub = j.add_subparsers(dest="jobs_command", metavar="ACTION")
+    for name, help_text in (("retry", "replay dead or failed jobs now (tries from zero)"),
+                            ("drop", "delete jobs (never one being exported)")):
+        a = jsub.add_parser(name, help=help_text)
+        a.add_argument("ids", nargs="+", type=int, metavar="ID")
+        # Given after the IDs or before the action alike: SUPPRESS keeps this parser's
+        # unset options from overwriting what `media jobs --config DIR` already parsed.
+        a.add_argument("--config", metavar="DIR", default=argparse.SUPPRESS, help="config directory")
+        a.add_argument("--data-dir", default=argparse.SUPPRESS, help="data directory (default from config)")
+        a.set_defaults(func=jobs_command)
     ls = sub.add_parser("ls", help="show the DICOMDIR tree of a file-set (MED-3)")
     ls.add_argument("path", metavar="PATH", help="a DICOMDIR or the folder holding it")
     ls.set_defaults(func=ls_command)
@@ -55,10 +78,8 @@ def _human(n: int) -> str:
 
 def export_command(args: argparse.Namespace) -> int:
     from gateway.command_setup import load_command_config
-    from gateway.progress import Progress
     from gateway.index.selection import SelectionError, stored_files
-    from gateway_plugins.media_drivers import driver
-    from gateway_plugins.media_fileset import write_volume
+    from gateway_plugins.media_drivers import UnknownDriver, driver_registry, open_driver
     from gateway_plugins.media_volumes import parse_capacity, plan_volumes
 
     if not (args.study or args.patient or args.series):
@@ -66,11 +87,15 @@ def export_command(args: argparse.Namespace) -> int:
         return 2
     try:
         capacity = parse_capacity(args.capacity)
-        drv = driver(args.format)
     except ValueError as exc:
         print(f"dicom-gateway media export: {exc}", file=sys.stderr)
         return 2
     config = load_command_config(args)
+    try:
+        drv = open_driver(driver_registry(config), args.format, config)
+    except UnknownDriver as exc:
+        print(f"dicom-gateway media export: --format: {exc}", file=sys.stderr)
+        return 2
     try:
         items = stored_files(config, studies=args.study, patients=args.patient, series=args.series)
         volumes = plan_volumes(items, capacity)
@@ -89,39 +114,59 @@ def export_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        print(f"dicom-gateway media export: {out} is not empty", file=sys.stderr)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"dicom-gateway media export: {out} is not empty" if out.is_dir()
+              else f"dicom-gateway media export: {out} is a file, not a folder", file=sys.stderr)
         return 1
-    identity = getattr(getattr(config, "node", None), "implementation_class_uid", None)
+    if args.queue:
+        return _queue_export(args, config, out)
+    return _write(volumes, out, drv, config)
+
+
+def _write(volumes: list, out: Path, drv: Any, config: Any) -> int:
+    """Write and verify every volume in this process, a progress bar per volume."""
+    from gateway.progress import Progress
+    from gateway_plugins.media_export import write_volumes
+
+    bars: dict[int, Any] = {}
     failed = 0
-    for n, vol in enumerate(volumes, start=1):
-        label = f"GW{n:04d}"
-        if drv.name == "folder":
-            target = out if len(volumes) == 1 else out / f"VOL{n:03d}"
-            staged, tmp = target, None
-        else:
-            target = out / f"VOL{n:03d}{drv.suffix}"
-            tmp = tempfile.TemporaryDirectory(prefix="media-vol-")
-            staged = Path(tmp.name) / "root"
-        bar = Progress(len(vol), f"volume {n}", verb="written")
-        try:
-            result = write_volume(vol, staged, label, implementation_class_uid=identity,
-                                  progress=lambda it, why: bar.step(it.sop_instance_uid, failed=why is not None))
-            bar.close(summary=False)  # the volume line below is the summary
-            drv.write(staged, target, label)
-            # MED-2: re-read what the medium now holds and compare every digest.
-            back = drv.read_back(target)
-        finally:
-            if tmp is not None:
-                tmp.cleanup()
-        bad = sorted(set(result.files) ^ set(back)) + sorted(
-            f for f in result.files if f in back and back[f] != result.files[f])
-        state = "verified" if not bad else f"VERIFY FAILED ({len(bad)} files differ: {', '.join(bad[:3])})"
-        print(f"volume {n}: {target}: {len(result.instances)} instances, {state}")
-        for uid, why in result.rejected:
-            print(f"  not written  {uid}: {why}", file=sys.stderr)
-        failed += bool(bad) + len(result.rejected)
+    identity = getattr(getattr(config, "node", None), "implementation_class_uid", None)
+    reports = write_volumes(
+        volumes, out, drv, identity=identity,
+        on_volume_start=lambda n, k: bars.__setitem__(n, Progress(k, f"volume {n}", verb="written")),
+        on_object=lambda n, it, why: bars[n].step(it.sop_instance_uid, failed=why is not None))
+    try:
+        for report in reports:
+            bars[report.number].close(summary=False)  # the volume line below is the summary
+            print(report.line())
+            for uid, why in report.rejected:
+                print(f"  not written  {uid}: {why}", file=sys.stderr)
+            failed += (not report.verified) + len(report.rejected)
+    except OSError as exc:  # OUT under a file, a full or read-only medium: said, not a traceback
+        print(f"dicom-gateway media export: cannot write {exc.filename or out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     return 1 if failed else 0
+
+
+def _queue_export(args: argparse.Namespace, config: Any, out: Path) -> int:
+    """``--queue``: a durable job the serving gateway's sender works off (``media jobs``)."""
+    from gateway.command_setup import open_command_index
+    from gateway_plugins.media_jobs import ensure_table, insert_command_job
+
+    index = open_command_index(config, "media export --queue")
+    try:
+        with index._connect(write=True) as conn:
+            ensure_table(conn)
+            job_id = insert_command_job(
+                conn, selection={"studies": args.study, "patients": args.patient, "series": args.series},
+                target=str(out.resolve()),  # the sender runs elsewhere: never a relative path
+                options={"driver": args.format, "capacity": args.capacity, "split": args.split})
+    finally:
+        index.close()
+    print(f"queued media job {job_id}: written to {out.resolve()} by the serving gateway "
+          f"(dicom-gateway media jobs)")
+    return 0
 
 
 def ls_command(args: argparse.Namespace) -> int:
@@ -237,3 +282,47 @@ def import_command(args: argparse.Namespace) -> int:
     for p, why in summary.failed:
         print(f"  FAILED   {p}: {why}", file=sys.stderr)
     return 1 if missing or summary.failed else 0
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    """``media jobs [--json]``, ``media jobs retry ID…``, ``media jobs drop ID…``."""
+    from gateway.command_setup import load_command_config, open_command_index
+    from gateway_plugins.media_jobs import MediaQueue
+
+    action = getattr(args, "jobs_command", None)
+    config = load_command_config(args)
+    index = open_command_index(config, f"media jobs {action or ''}".strip(), read_only=True)
+    try:
+        queue = MediaQueue(index)
+        if action is None:
+            return _jobs_ls(queue.list(state=args.state) if queue.exists() else [], args.json)
+        problems = [f"job {i}: no such job" for i in args.ids] if not queue.exists() else \
+            [p for p in (getattr(queue, action)(i) for i in args.ids) if p]
+    finally:
+        index.close()
+    for problem in problems:
+        print(f"dicom-gateway media jobs {action}: {problem}", file=sys.stderr)
+    done = len(args.ids) - len(problems)
+    print(f"{done} media job(s) {'queued again' if action == 'retry' else 'dropped'}")
+    return 1 if problems else 0
+
+
+def _jobs_ls(jobs: list, as_json: bool) -> int:
+    import json
+
+    from gateway.terminal import print_table
+
+    if as_json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=1))
+        return 0
+    if not jobs:
+        print("no media jobs")
+        return 0
+    rows = []
+    for j in jobs:
+        nxt = j.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S UTC") if j.state == "pending" else "-"
+        note = j.last_error if j.state != "done" and j.last_error else (j.result or "")
+        rows.append([str(j.id), j.state, j.what, j.written_to or j.target, j.options.get("driver", "folder"),
+                     j.progress, str(j.attempts), nxt, note])
+    print_table([("id", "state", "study", "target", "driver", "written", "tries", "due", "result / error"), *rows])
+    return 0

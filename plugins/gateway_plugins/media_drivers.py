@@ -4,8 +4,10 @@ A driver takes a volume laid out as a folder (DICOMDIR at its root) and puts
 it on its medium; ``read_back`` returns every file's digest as the medium now
 holds it, for the verification after writing (MED-2). Built in: ``folder``
 (the layout itself) and ``iso`` (an ISO 9660 image through pycdlib, no external
-tools). The registry is the plugin's own until the core has a hook for it
-(docs/decisions/0009-media-interchange.md).
+tools). They are registered through the core hook
+``gateway_register_media_drivers`` like any site's driver (a disc burner, a USB
+target), and export looks every driver up by name in the plugin host's
+``media_drivers`` registry (docs/media.md, "Media drivers").
 """
 
 from __future__ import annotations
@@ -13,12 +15,22 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["MediaDriver", "DRIVERS", "driver", "FolderDriver", "IsoDriver", "digests_of_folder"]
+__all__ = ["MediaDriver", "FolderDriver", "IsoDriver", "digests_of_folder", "register_builtin", "open_driver",
+           "driver_registry", "UnknownDriver"]
 
 
 class MediaDriver(Protocol):
+    """What ``factory(config)`` of a registered media driver returns.
+
+    ``suffix``: ``""`` when a volume is a folder at its target, else the file
+    ending of a volume written as one file (``".iso"``). ``write`` puts the
+    staged volume on the medium at ``target``; ``read_back`` returns
+    ``{file ID: sha256}`` of what the medium then holds. Optional: ``in_place =
+    True`` lets the exporter stage the volume at its target itself (no copy).
+    """
+
     name: str
     suffix: str
 
@@ -40,6 +52,7 @@ def digests_of_folder(root: Path) -> dict[str, str]:
 
 class FolderDriver:
     name, suffix = "folder", ""
+    in_place = True  # the staged layout is the medium: no copy
 
     def write(self, staged: Path, target: Path, label: str) -> None:
         if staged.resolve() != target.resolve():
@@ -96,11 +109,38 @@ class IsoDriver:
         return dict(sorted(out.items()))
 
 
-DRIVERS: dict[str, MediaDriver] = {"folder": FolderDriver(), "iso": IsoDriver()}
+class UnknownDriver(ValueError):
+    """A driver name no loaded plugin registered; the message lists the registered ones."""
 
 
-def driver(name: str) -> MediaDriver:
-    try:
-        return DRIVERS[name]
-    except KeyError:
-        raise ValueError(f"unknown media driver {name!r}; known: {', '.join(DRIVERS)}") from None
+def register_builtin(registry: Any) -> None:
+    """``folder`` and ``iso``, registered as a site's plugin registers its own."""
+    registry.add("folder", lambda config=None: FolderDriver())
+    registry.add("iso", lambda config=None: IsoDriver())
+
+
+_last_registry: tuple[Any, Any] = (None, None)
+
+
+def driver_registry(config: Any) -> Any:
+    """The ``media_drivers`` registry of the plugins ``config`` loads: a command, the
+    sender's worker and rule validation all get no plugin host handed to them, and
+    loading one (modules already imported) takes milliseconds. Kept for the last config
+    seen, so a plugin that fails to load is logged once per config, not once per job."""
+    global _last_registry
+    from gateway.plugins import load_host
+
+    seen, registry = _last_registry
+    if seen is not config:
+        registry = load_host(config.disabled_plugins, config.plugins.modules).media_drivers
+        _last_registry = (config, registry)
+    return registry
+
+
+def open_driver(registry: Any, name: str, config: Any) -> MediaDriver:
+    """The driver ``name`` built by its factory, or :class:`UnknownDriver` naming the registered ones."""
+    if name not in registry.factories:
+        known = ", ".join(sorted(registry.factories)) or "none"
+        raise UnknownDriver(f"unknown media driver {name!r} (registered: {known}; a site's driver "
+                            f"comes from a plugin's gateway_register_media_drivers)")
+    return registry.create(name, config)
