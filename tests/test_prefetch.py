@@ -322,6 +322,15 @@ action = "prefech"
     assert "routes/r.toml:8: key 'rule.prefetch.max_studeis': unknown key" in text, text
     assert "routes/r.toml:12: key 'rule.action': unknown action 'prefech'" in text, text
     assert "plugins/prefetch.toml:1: key 'lease'" in text, text
+    # `config check` refuses the same rules, not only `serve`.
+    import subprocess
+    import sys
+
+    checked = subprocess.run([sys.executable, "-m", "gateway.cli", "config", "check", str(cfg)],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "routes/r.toml:8: key 'rule.prefetch.max_studeis': unknown key" in checked.stdout, checked.stdout
+    assert "routes/r.toml:12: key 'rule.action': unknown action 'prefech'" in checked.stdout, checked.stdout
 
     cfg2 = write_config(tmp_path / "cfg2", f'[node]\ndata_dir = "{tmp_path / "d"}"\n',
                         **{"routes/r.toml": routes.split("\n\n")[0].replace("max_studeis", "max_studies") + "\n"})

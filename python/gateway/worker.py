@@ -84,6 +84,9 @@ class Worker:
         log.info("shutting down", extra={"associations": len(assocs), "grace_s": grace})
         for assoc in assocs:
             assoc.gw_draining = True
+            wake = getattr(assoc.dul, "activity", None)
+            if wake is not None:
+                wake.set()  # its thread sleeps while idle (GatewayAssociation.reactor_wait)
             if assoc.gw_info is None and assoc.dul.socket is not None:
                 assoc.dul.socket.close()  # connected but never asked for an association
         deadline = time.monotonic() + grace

@@ -78,6 +78,10 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         problems = [p for answer in host.call("gateway_config_loaded", config=config) or () for p in answer or ()]
     except HookError as exc:
         problems = [str(exc)]
+    from gateway.routing import check_rule_actions
+
+    # Rules naming a plugin's action (prefetch, print, …), as serve refuses them.
+    problems += check_rule_actions(config, host.services)
     for name, why in sorted(host.failed.items()):  # serving works without it: said, not refused
         print(f"warning: plugin {name!r} left out: {why}", file=sys.stderr)
     if problems:

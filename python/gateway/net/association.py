@@ -14,7 +14,7 @@ from pynetdicom.association import Association
 
 from gateway import logs
 from gateway.messages import AssociationInfo
-from gateway.net.fastpath import FastAssociationMixin, ReceiveSettings
+from gateway.net.fastpath import FastAssociationMixin, FastDUL, ReceiveSettings
 
 log = logging.getLogger("gateway.net")
 _ids = itertools.count(1)
@@ -126,6 +126,12 @@ class GatewayAssociation(FastAssociationMixin, Association):
         finally:
             self._is_paused = False
             self.dimse.cancel_req = {}
+
+    def reactor_wait(self) -> float:
+        """Every event wakes this thread (the DUL sets ``activity`` after each action
+        and when a timer may be due): polling is only for draining at shutdown, which
+        waits for a quiet link (``DRAIN_QUIET_S``)."""
+        return 0.1 if self.gw_draining or not isinstance(self.dul, FastDUL) else 5.0
 
     def drain_check(self) -> None:
         """Abort between operations while the worker is shutting down."""

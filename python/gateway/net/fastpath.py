@@ -234,7 +234,9 @@ class FastDUL(DULServiceProvider):
         """How long the receiver may block: until the next timer can fire."""
         if not self.event_queue.empty() or self.to_provider_queue.qsize():
             return 0.0
-        budget = 1.0
+        # Idle, a reactor sleeps until a timer is due (5 s at most): 300 open idle
+        # associations must cost next to nothing (issue 10); anything to do wakes it.
+        budget = 5.0
         for timer in (self.artim_timer, self._idle_timer):
             running = timer._start_time is not None and timer._end_time is None
             if running and timer.timeout is not None:
@@ -283,6 +285,7 @@ class FastDUL(DULServiceProvider):
             self.event_queue.put(event)
             self._idle_timer.restart()
         elif kind == "timeout":
+            self.activity.set()  # a timer may be due: the association's thread checks (network timeout)
             if state == "Sta13":
                 # Waiting for the peer to close and nothing came: close ourselves.
                 sock.close()
@@ -544,11 +547,10 @@ class FastAssociationMixin:
         activity = getattr(self.dul, "activity", None)
         self._is_paused = False
         while not self._kill:
+            # Cleared before the checks, so a wake that comes while they run is not
+            # lost: the thread sleeps long when idle (reactor_wait).
             if activity is not None:
-                if activity.wait(0.05):
-                    activity.clear()
-            else:
-                time.sleep(0.001)
+                activity.clear()
             self._is_paused = True
             self._reactor_checkpoint.wait()
             self._is_paused = False
@@ -561,6 +563,16 @@ class FastAssociationMixin:
                 drain_check()
             if self._association_over():
                 return
+            if msg:
+                continue  # another may be queued already
+            if activity is not None:
+                activity.wait(self.reactor_wait())
+            else:
+                time.sleep(0.001)
+
+    def reactor_wait(self) -> float:
+        """How long the association's thread sleeps when nothing woke it."""
+        return 0.05
 
     def _association_over(self) -> bool:
         """The end of a reactor turn, as pynetdicom's: a release asked by the peer,
