@@ -11,8 +11,11 @@
   find     `dicom-gateway find ARCHIVE --recursive --json` of the whole corpus in dcmqrscp
            (study, then series per study, then images per series, on one association)
            against the same tree walked with one DCMTK `findscu` process per query
+  start-up the fixed cost of a command, best of --startup-runs: `dicom-gateway --help`,
+           `dicom-gateway echo` against DCMTK `echoscu` (to a `storescp`), and one
+           study-level `dicom-gateway find` against one `findscu` (to the dcmqrscp)
 
-    python bench/retrieve.py [--corpus DIR] [--runs N]
+    python bench/retrieve.py [--corpus DIR] [--runs N] [--startup-runs N]
 
 Everything runs on loopback with TCP_NODELAY=1 for DCMTK. The GENIE private and the
 standalone curve objects are left out (DCMTK storescu cannot load them into the archives).
@@ -166,10 +169,41 @@ def findscu_walk(port: int) -> tuple[float, int]:
     return time.perf_counter() - started, queries
 
 
+def best_of(runs: int, cmd: list[str]) -> float:
+    return min(timed(cmd)[0] for _ in range(runs))
+
+
+def startup_rows(runs: int, qr_port: int, tmp: Path) -> list[tuple[str, str, float, float | None]]:
+    """What a command costs before and after its one DICOM exchange (issue 13): a C-ECHO
+    and one C-FIND are a few milliseconds on loopback, so the rest is start-up."""
+    port = free_port()
+    scp = subprocess.Popen(["/usr/bin/storescp", str(port)], env=ENV, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        data = ["--data-dir", str(tmp / "startup")]
+        python = best_of(runs, [sys.executable, "-c", "pass"])
+        helps = best_of(runs, [*GW, "--help"])
+        echo = best_of(runs, [*GW, "echo", "127.0.0.1", str(port)])
+        echoscu = best_of(runs, ["/usr/bin/echoscu", "127.0.0.1", str(port)])
+        find = best_of(runs, [*GW, "find", f"QRSCP@127.0.0.1:{qr_port}", "-k", "PatientID=NOBODY", *data])
+        findscu = best_of(runs, ["/usr/bin/findscu", "-S", "-aec", "QRSCP", "-k", "QueryRetrieveLevel=STUDY",
+                                 "-k", "PatientID=NOBODY", "127.0.0.1", str(qr_port)])
+    finally:
+        stop(scp)
+    return [("start-up: the interpreter alone", "python -c pass", python, None),
+            ("start-up: the command line", "dicom-gateway --help", helps, None),
+            ("start-up: one C-ECHO (storescp)", "dicom-gateway echo", echo, echoscu / echo),
+            ("", "echoscu", echoscu, None),
+            ("start-up: one C-FIND, no match (dcmqrscp)", "dicom-gateway find", find, findscu / find),
+            ("", "findscu", findscu, None)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, help="a full explicit-LE corpus (generated when missing)")
     ap.add_argument("--runs", type=int, default=2, help="runs of each move (the best counts)")
+    ap.add_argument("--startup-runs", type=int, default=5, help="runs of each start-up command (the best counts)")
     args = ap.parse_args()
     corpus, files = corpus_files(args.corpus)
     ct = [f for f in files if f["type"] == "CT"]
@@ -239,6 +273,7 @@ def main() -> int:
             rows.append((f"find --recursive, whole corpus ({nodes} answers, {queries} queries)", "dicom-gateway find",
                          best_gw, best_dcmtk / best_gw))
             rows.append(("", f"findscu x {queries} processes", best_dcmtk, None))
+            rows += startup_rows(args.startup_runs, qr_port, tmp)
         finally:
             stop(qr)
             stop(oc)

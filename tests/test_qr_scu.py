@@ -50,6 +50,7 @@ class Archive:
 
     def __init__(self, root: Path, corpus: Path, gateway_port: int) -> None:
         self.root = root
+        self.corpus = corpus
         self.port = free_port()
         self.gateway_port = gateway_port
         self.aet = "QRSCP"
@@ -293,6 +294,134 @@ def test_get_series_imported_into_the_archive(archive, tmp_path):
     assert "GWT0000002" in ls.stdout, ls.stdout
 
 
+def _record_associations(monkeypatch) -> list:
+    """The association each Session of gateway_plugins.qr_scu opens, as it opened it."""
+    from gateway_plugins import qr_scu
+
+    opened: list = []
+    real_open = qr_scu.Session.open
+
+    def open_and_record(self):
+        real_open(self)
+        opened.append(self.assoc)
+        return self
+
+    monkeypatch.setattr(qr_scu.Session, "open", open_and_record)
+    return opened
+
+
+@pytest.mark.parametrize("receive_path", ["rust", "pynetdicom"])
+def test_get_api_on_both_requestor_paths(archive, client, tmp_path, monkeypatch, receive_path):
+    """C-GET on the Rust requestor (the default) and on plain pynetdicom: the C-STORE
+    sub-operations on our association are answered as they come, so every object of the
+    series is written, byte-for-byte dcmqrscp's data set, well within the DIMSE timeout
+    (the Rust path once queued them for its paused reactor: both sides waited it out)."""
+    from pydicom import dcmread
+
+    from gateway.config import load_config
+    from gateway.net.requestor import GatewayRequestor
+
+    cfg = write_config(tmp_path / "cfg", f'[node]\ndata_dir = "{tmp_path / "data"}"\nreceive_path = "{receive_path}"\n',
+                       **{"remotes/archive.toml": f'ae_title = "{archive.aet}"\nhost = "127.0.0.1"\n'
+                                                  f'port = {archive.port}\ndimse_timeout = 15\n'})
+    opened = _record_associations(monkeypatch)
+    ct = [f for f in archive.files if f["type"] == "CT"]
+    started = time.monotonic()
+    result = client.get("archive", "series", [ct[0]["series_instance_uid"]], tmp_path / "out",
+                        config=load_config(cfg), study_uid=ct[0]["study_instance_uid"])
+    took = time.monotonic() - started
+    assert [isinstance(a, GatewayRequestor) for a in opened] == [receive_path == "rust"]
+    assert result.ok, result.message
+    assert (result.completed, result.failed, result.warning) == (len(ct), 0, 0)
+    assert took < 10, f"C-GET took {took:.1f} s: sub-operations waited for a timeout"
+    got = {dcmread(p).SOPInstanceUID: p for p in result.stored}
+    assert set(got) == {f["sop_instance_uid"] for f in ct}
+    for f in ct:  # in whichever uncompressed syntax the archive chose: the same object
+        received, original = dcmread(got[f["sop_instance_uid"]]), dcmread(archive.corpus / f["path"])
+        assert (received.SOPClassUID, received.PatientID) == (original.SOPClassUID, original.PatientID)
+        assert (received.pixel_array == original.pixel_array).all()
+
+
+class ScriptedGetSCP:
+    """A pynetdicom Study Root C-GET SCP that sends ``objects`` back as C-STORE
+    sub-operations, ``delay`` seconds apart, and honours C-CANCEL (FE00)."""
+
+    def __init__(self, objects: list, delay: float = 0.0) -> None:
+        self.port = free_port()
+        self.objects = objects
+        self.delay = delay
+        self.cancelled = threading.Event()
+        self.ae = AE("GETSCP")
+        self.ae.add_supported_context("1.2.840.10008.5.1.4.1.2.2.3", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+        self.ae.add_supported_context(STUDY_FIND, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+        # The role the requester proposes (Storage SCP for the C-STORE sub-operations) is accepted.
+        self.ae.add_supported_context("1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"],
+                                      scu_role=True, scp_role=True)
+        self.ae.dimse_timeout = 10
+
+    @property
+    def spec(self) -> str:
+        return f"GETSCP@127.0.0.1:{self.port}"
+
+    def on_get(self, event):
+        yield len(self.objects)
+        for ds in self.objects:
+            if event.is_cancelled:
+                self.cancelled.set()
+                yield 0xFE00, None
+                return
+            time.sleep(self.delay)
+            yield 0xFF00, ds
+
+    def __enter__(self) -> "ScriptedGetSCP":
+        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
+                                           evt_handlers=[(evt.EVT_C_GET, self.on_get)])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+
+
+def test_cancel_during_get_on_the_rust_path(client, tmp_path, monkeypatch):
+    """QRU-5 for C-GET on the Rust requestor: cancelled after two objects, the archive ends
+    with FE00, the objects that came are written, and the association is still usable
+    (a second C-GET on it brings everything)."""
+    from pydicom import dcmread
+
+    from conftest import write_cts
+    from gateway.net.requestor import GatewayRequestor
+    from gateway_plugins.qr_scu import RetrieveResult
+    from gateway_plugins.qr_scu_keys import build_identifier
+
+    objects = [dcmread(p) for p in write_cts(tmp_path / "src", 12)]
+    opened = _record_associations(monkeypatch)
+    with ScriptedGetSCP(objects, delay=0.1) as scp:
+        s = client.session(scp.spec, operations=("find", "get"), store_dir=tmp_path / "out",
+                           store_classes=["1.2.840.10008.5.1.4.1.1.2"])
+        (tmp_path / "out").mkdir()
+        with s:
+            assert isinstance(opened[0], GatewayRequestor)
+            ident = build_identifier("STUDY", [], upper={"StudyInstanceUID": str(objects[0].StudyInstanceUID)},
+                                     defaults=False)
+
+            def cancel_after_two(progress: RetrieveResult) -> None:
+                if progress.completed == 2:
+                    threading.Thread(target=s.cancel).start()
+
+            started = time.monotonic()
+            first = s.retrieve("get", ident, on_progress=cancel_after_two)
+            assert first.cancelled, first.message
+            assert scp.cancelled.is_set() and 2 <= first.completed < len(objects)
+            assert time.monotonic() - started < 8
+            assert len(first.stored) == first.completed
+            s.stored.clear()
+            scp.delay = 0.0
+            again = s.retrieve("get", ident)
+            assert again.ok and again.completed == len(objects), again.message
+            assert s.assoc.is_established
+    assert {dcmread(p).SOPInstanceUID for p in (tmp_path / "out").iterdir()} == {o.SOPInstanceUID for o in objects}
+
+
 # ---- failures an operator must understand -------------------------------------------------------------
 
 
@@ -387,38 +516,77 @@ def test_cancel_from_another_thread(client):
 # ---- Orthanc as a second archive ------------------------------------------------------------------------
 
 
-def test_find_orthanc(tmp_path, corpus_small):
-    """QRU-1/QRU-2 against Orthanc loaded with the corpus by storescu: the recursive tree."""
+class Orthanc:
+    """Orthanc on loopback, loaded with the corpus by DCMTK storescu; C-FIND and C-GET
+    allowed from any AE (C-GET answers on the requesting association)."""
+
+    def __init__(self, root: Path, corpus: Path) -> None:
+        self.port, http_port = free_port(), free_port()
+        root.mkdir(parents=True)
+        (root / "orthanc.json").write_text(json.dumps({
+            "Name": "qr-scu-test", "DicomAet": "ORTHANC", "DicomPort": self.port, "HttpPort": http_port,
+            "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True,
+            "DicomModalities": {"gateway": ["DICOM_GATEWAY", "127.0.0.1", 4]}, "Plugins": [],
+        }))
+        self.log = open(root / "orthanc.log", "wb")
+        self.proc = subprocess.Popen([str(ORTHANC), str(root / "orthanc.json")], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=NODELAY)
+        try:
+            wait_port(self.port)
+            manifest = json.loads((corpus / "manifest.json").read_text())
+            self.files = [f for f in manifest["files"] if f["syntax"] == "explicit-le" and f["type"] not in NOT_STORABLE]
+            run = subprocess.run([dcmtk("storescu"), "-aec", "ORTHANC", "127.0.0.1", str(self.port),
+                                  *[str(corpus / f["path"]) for f in self.files]],
+                                 capture_output=True, text=True, timeout=60, env=NODELAY)
+            assert run.returncode == 0, run.stderr
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def spec(self) -> str:
+        return f"ORTHANC@127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory, corpus_small):
     if not ORTHANC.exists():
         missing_component("Orthanc not installed (scripts/test.sh installs it)")
-    dicom_port, http_port = free_port(), free_port()
-    root = tmp_path / "orthanc"
-    root.mkdir()
-    (root / "orthanc.json").write_text(json.dumps({
-        "Name": "qr-scu-test", "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port,
-        "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
-        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAlwaysAllowStore": True,
-        "DicomAlwaysAllowFind": True, "DicomModalities": {"gateway": ["DICOM_GATEWAY", "127.0.0.1", 4]},
-        "Plugins": [],
-    }))
-    log = open(root / "orthanc.log", "wb")
-    proc = subprocess.Popen([str(ORTHANC), str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
-                            env=NODELAY)
-    try:
-        wait_port(dicom_port)
-        manifest = json.loads((corpus_small / "manifest.json").read_text())
-        files = [f for f in manifest["files"] if f["syntax"] == "explicit-le" and f["type"] not in NOT_STORABLE]
-        run = subprocess.run([dcmtk("storescu"), "-aec", "ORTHANC", "127.0.0.1", str(dicom_port),
-                              *[str(corpus_small / f["path"]) for f in files]],
-                             capture_output=True, text=True, timeout=60, env=NODELAY)
-        assert run.returncode == 0, run.stderr
-        tree = _cli("find", f"ORTHANC@127.0.0.1:{dicom_port}", "--recursive", "--json")
-        assert tree.returncode == 0, tree.stderr
-        got = {s["StudyInstanceUID"]: sum(len(se.get("children", [])) for se in s.get("children", []))
-               for s in json.loads(tree.stdout)}
-        assert got == dict(Counter(f["study_instance_uid"] for f in files))
-        names = {s["PatientID"]: s["PatientName"] for s in json.loads(tree.stdout)}
-        assert names["GWT0000002"] == "Müller^Jürgen"
-    finally:
-        stop_process(proc)
-        log.close()
+    o = Orthanc(tmp_path_factory.mktemp("orthanc") / "orthanc", corpus_small)
+    yield o
+    o.stop()
+
+
+def test_find_orthanc(orthanc):
+    """QRU-1/QRU-2 against Orthanc loaded with the corpus by storescu: the recursive tree."""
+    tree = _cli("find", orthanc.spec, "--recursive", "--json")
+    assert tree.returncode == 0, tree.stderr
+    got = {s["StudyInstanceUID"]: sum(len(se.get("children", [])) for se in s.get("children", []))
+           for s in json.loads(tree.stdout)}
+    assert got == dict(Counter(f["study_instance_uid"] for f in orthanc.files))
+    names = {s["PatientID"]: s["PatientName"] for s in json.loads(tree.stdout)}
+    assert names["GWT0000002"] == "Müller^Jürgen"
+
+
+def test_get_orthanc_imported_on_the_rust_path(orthanc, tmp_path):
+    """`get` from Orthanc on the default (Rust) requestor path: a whole study comes back on
+    our association — several SOP classes — and is imported into the archive."""
+    cfg = write_config(tmp_path / "cfg", f'[node]\ndata_dir = "{tmp_path / "data"}"\nlog_format = "text"\n',
+                       **{"remotes/orthanc.toml": f'ae_title = "ORTHANC"\nhost = "127.0.0.1"\n'
+                                                  f'port = {orthanc.port}\ndimse_timeout = 15\n'})
+    study = Counter(f["study_instance_uid"] for f in orthanc.files).most_common(1)[0][0]
+    files = [f for f in orthanc.files if f["study_instance_uid"] == study]
+    assert len({f["sop_class_uid"] for f in files}) > 1
+    run = _cli("get", "orthanc", "--study", study, "--config", str(cfg), "-q", timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(files)} completed, 0 failed, 0 with warning" in run.stdout
+    assert f"imported into the archive: {len(files)}," in run.stdout
+    ls = _cli("ls", "--config", str(cfg))
+    assert ls.returncode == 0, ls.stderr
+    assert files[0]["patient_id"] in ls.stdout, ls.stdout

@@ -17,19 +17,26 @@ Settings: ``plugins/commitment.toml`` (see docs/commitment.md)::
 
 from __future__ import annotations
 
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from gateway.hookspecs import hookimpl
-from gateway.messages import EventReportRequest
-from gateway.net import commitment as sc
 from gateway.services import Service
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.messages import EventReportRequest
+
+# gateway.net.commitment (pynetdicom, pydicom, the index) is imported where it is
+# used: every command line imports this module to collect its ``commit`` command.
+#: PS3.4 J.3: the SOP Class UID (gateway.net.commitment.STORAGE_COMMITMENT_PUSH_MODEL).
+STORAGE_COMMITMENT_PUSH_MODEL = "1.2.840.10008.1.20.1"
 
 
 class StorageCommitmentSCU:
     """Receives Storage Commitment results (N-EVENT-REPORT-RQ, PS3.4 J.3.3)."""
 
     def n_event_report(self, request: EventReportRequest) -> int:
+        from gateway.net import commitment as sc
+
         peer = f"{request.association.calling_ae}@{request.association.peer_host}" if request.association else ""
         data = request.payload.read() if request.payload is not None else b""
         return sc.receive_event_report(sc.index_for(request.config), request.config, request.event_type_id, data,
@@ -44,6 +51,8 @@ class CommitmentClient:
         """Record a transaction for ``sent`` (SOP Class, SOP Instance, Study
         Instance UIDs) and send its N-ACTION; the Transaction UID. See
         :func:`gateway.net.commitment.request_commitment`."""
+        from gateway.net import commitment as sc
+
         return sc.request_commitment(destination, sent, index, config)
 
 
@@ -51,7 +60,7 @@ class CommitmentClient:
 def gateway_register_services(registry: Any) -> None:
     registry.add(Service(
         name="storage-commitment-scu",
-        sop_classes=(sc.STORAGE_COMMITMENT_PUSH_MODEL,),
+        sop_classes=(STORAGE_COMMITMENT_PUSH_MODEL,),
         handler=StorageCommitmentSCU(),
         role="scu",
         client=CommitmentClient(),
@@ -69,6 +78,7 @@ def gateway_register_services(registry: Any) -> None:
 @hookimpl
 def gateway_config_loaded(config: Any) -> list[str]:
     from gateway.config import PluginSettingsError
+    from gateway.net import commitment as sc
 
     try:
         config.plugin_settings_as("commitment", sc.CommitmentSettings)

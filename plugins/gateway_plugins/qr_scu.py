@@ -170,20 +170,6 @@ class RetrieveResult:
 # ---- one association ------------------------------------------------------------------------
 
 
-def _plain_pynetdicom(config: Any) -> Any:
-    """``config`` with ``node.receive_path = "pynetdicom"``: the Rust requestor path routes
-    every request from the peer to the (paused) reactor, so a C-GET's C-STORE-RQs would
-    never reach the thread waiting for the C-GET responses."""
-    from types import SimpleNamespace
-
-    node = getattr(config, "node", None)
-    if node is None:
-        return SimpleNamespace(node=SimpleNamespace(receive_path="pynetdicom"))
-    if hasattr(node, "model_copy"):
-        return SimpleNamespace(node=node.model_copy(update={"receive_path": "pynetdicom"}))
-    return SimpleNamespace(node=SimpleNamespace(**{**vars(node), "receive_path": "pynetdicom"}))
-
-
 class Session:
     """One association with a Q/R SCP on which finds, moves and gets run one after
     the other (QRU-2: a recursive query on one association). Build it with
@@ -211,15 +197,15 @@ class Session:
         contexts = [(SOP_CLASSES[(m, op)], PROPOSED_SYNTAXES) for m in self.models for op in self.operations]
         roles: list[tuple[str, bool, bool]] = []
         handlers: list[Any] = []
-        config = self.config
         if "get" in self.operations:
             from pynetdicom import evt
 
+            # The C-STORE sub-operations come back on this association (PS3.4 C.4.3.3): SCP
+            # role selection for their SOP classes, and a handler that writes each object.
             contexts += [(uid, UNCOMPRESSED_SYNTAXES) for uid in self.store_classes]
             roles = [(uid, False, True) for uid in self.store_classes]
             handlers = [(evt.EVT_C_STORE, self._on_store)]
-            config = _plain_pynetdicom(config)
-        self.assoc = open_association(self.dest, contexts, config, roles=roles, evt_handlers=handlers)
+        self.assoc = open_association(self.dest, contexts, self.config, roles=roles, evt_handlers=handlers)
         return self
 
     def close(self) -> None:
@@ -269,6 +255,8 @@ class Session:
     def _drain_after_cancel(self) -> int | None:
         """After C-CANCEL (the response generator was interrupted): read responses until the
         final one (FE00, or whatever the peer ends with); abort if none comes in time."""
+        from pynetdicom.dimse_primitives import C_STORE
+
         from gateway.status import category
 
         assoc = self.assoc
@@ -280,7 +268,12 @@ class Session:
                 if rsp is None:
                     break
                 if getattr(rsp, "MessageIDBeingRespondedTo", None) is None:
-                    continue  # a C-STORE-RQ of a C-GET; not answered any more
+                    # A C-STORE-RQ of a C-GET already on its way: answer it (the object is
+                    # written as any other), or the peer may wait for that response
+                    # instead of sending the final one.
+                    if "get" in self.operations and isinstance(rsp, C_STORE):
+                        assoc._c_store_scp(rsp)
+                    continue
                 status = int(rsp.Status)
                 if category(status) != "Pending":
                     break

@@ -109,12 +109,19 @@ class _Exit(Exception):
 def _setup(args: argparse.Namespace, command: str) -> tuple[Any, Any, Any]:
     """(config, client, destination), or _Exit(2) having said why."""
     from gateway.command_setup import load_command_config
-    from gateway.plugins import load_host
+    from gateway_plugins.qr_scu import QueryRetrieveSCU
 
     config = load_command_config(args)
-    host = load_host(config.disabled_plugins, config.plugins.modules)
+    plugin = getattr(args, "command_plugin", None)
+    if plugin in config.disabled_plugins:
+        print(f"dicom-gateway {command}: plugin {plugin!r} is disabled by the config ([plugins] disable)",
+              file=sys.stderr)
+        raise _Exit(2)
+    # This plugin's own client, not the service registry's: loading every plugin (their
+    # services import SQLAlchemy, pydicom, ...) to look it up was most of a `find`'s
+    # start-up (issue 13). `get` loads them when it imports what arrived.
+    client = QueryRetrieveSCU()
     try:
-        client = host.services.scu("query-retrieve-scu").client
         dest = client.destination(args.remote, config)
     except LookupError as exc:
         print(f"dicom-gateway {command}: {exc}", file=sys.stderr)
@@ -341,7 +348,9 @@ def _index_count(config: Any, level: str, uids: list[str]) -> tuple[int | None, 
         url = config.effective_database_url()
         if why := index_missing(url):
             return None, why
-        index = Index(url)
+        # Only counted: the gateway that stored the objects has the schema migrated, and
+        # checking that here (Alembic) cost ~0.1 s of every `move` (issue 13).
+        index = Index(url, migrate=False)
         try:
             column = {"STUDY": t.studies.c.study_instance_uid, "SERIES": t.series.c.series_instance_uid,
                       "IMAGE": t.instances.c.sop_instance_uid}[level]

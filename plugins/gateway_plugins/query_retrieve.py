@@ -13,7 +13,8 @@ from typing import Any, Iterator
 from gateway.hookspecs import hookimpl
 from gateway.services import Service
 
-from gateway_plugins.query_retrieve_keys import FIND_MODELS
+# Only constants at import time: every command line imports this module (DESIGN §6).
+from gateway_plugins.query_retrieve_models import FIND_MODELS
 
 
 class QueryRetrieveSCP:

@@ -22,16 +22,18 @@ from gateway.hookspecs import hookimpl
 from gateway.services import Service
 from gateway.status import Status
 
-from gateway_plugins.query_retrieve_access import config_problems
-from gateway_plugins.query_retrieve_access import refusal as access_refusal
-from gateway_plugins.query_retrieve_keys import GET_MODELS
-from gateway_plugins.query_retrieve_match import InvalidIdentifier
-from gateway_plugins.query_retrieve_select import CannotSelect, Tally, refusal, select
+# Only constants at import time (the matching and selection modules import SQLAlchemy
+# and pydicom): every command line imports this module to collect commands.
+from gateway_plugins.query_retrieve_models import GET_MODELS
 
 log = logging.getLogger("gateway.qr")
 
 
 def get(request: Any, index: Any) -> Iterator[tuple[Any, Any]]:
+    from gateway_plugins.query_retrieve_access import refusal as access_refusal
+    from gateway_plugins.query_retrieve_match import InvalidIdentifier
+    from gateway_plugins.query_retrieve_select import CannotSelect, Tally, refusal, select
+
     model = GET_MODELS.get(request.context.abstract_syntax)
     if model is None or request.identifier is None or request.store_channel is None:
         yield Status.CANNOT_UNDERSTAND, None
@@ -74,6 +76,8 @@ class GetSCP:
 
 @hookimpl
 def gateway_config_loaded(config: Any) -> list[str]:
+    from gateway_plugins.query_retrieve_access import config_problems
+
     # plugins/query_retrieve.toml is validated by the C-FIND plugin (or the C-MOVE one); here only when both are off
     off = config.disabled_plugins
     return config_problems(config) if {"query_retrieve", "query_retrieve_move"} <= off else []

@@ -26,11 +26,9 @@ from gateway.messages import Response
 from gateway.services import Service
 from gateway.status import Status
 
-from gateway_plugins.query_retrieve_access import config_problems
-from gateway_plugins.query_retrieve_access import refusal as access_refusal
-from gateway_plugins.query_retrieve_keys import MOVE_MODELS
-from gateway_plugins.query_retrieve_match import InvalidIdentifier
-from gateway_plugins.query_retrieve_select import CannotSelect, Tally, refusal, select
+# Only constants at import time (the matching and selection modules import SQLAlchemy
+# and pydicom): every command line imports this module to collect commands.
+from gateway_plugins.query_retrieve_models import MOVE_MODELS
 
 log = logging.getLogger("gateway.qr")
 
@@ -51,6 +49,10 @@ def destination(config: Any, ae_title: str) -> tuple[str | None, str]:
 
 
 def move(request: Any, index: Any) -> Iterator[tuple[Any, Any]]:
+    from gateway_plugins.query_retrieve_access import refusal as access_refusal
+    from gateway_plugins.query_retrieve_match import InvalidIdentifier
+    from gateway_plugins.query_retrieve_select import CannotSelect, Tally, refusal, select
+
     model = MOVE_MODELS.get(request.context.abstract_syntax)
     if model is None or request.identifier is None:
         yield Status.CANNOT_UNDERSTAND, None
@@ -140,6 +142,8 @@ class MoveSCP:
 
 @hookimpl
 def gateway_config_loaded(config: Any) -> list[str]:
+    from gateway_plugins.query_retrieve_access import config_problems
+
     # plugins/query_retrieve.toml is validated by the C-FIND plugin; here only when it is off
     return config_problems(config) if "query_retrieve" in config.disabled_plugins else []
 

@@ -35,6 +35,9 @@ from gateway.metrics import METRICS
 from gateway.services import BackendRegistry, ServiceRegistry
 
 ENTRY_POINT_GROUP = "dicom_gateway"
+#: Optional: a plugin's ``gateway_register_commands`` as a callable of its own, under the
+#: plugin's entry-point name, for the command line (see :meth:`PluginHost.load_commands`).
+COMMANDS_GROUP = "dicom_gateway.commands"
 #: The distribution that holds the built-in plugins (plugins/pyproject.toml).
 BUILTIN_DIST = "dicom-gateway-plugins"
 log = logging.getLogger("gateway.plugins")
@@ -107,8 +110,22 @@ class _HookThreads:
 _HOOK_THREADS = _HookThreads()
 
 
-def _entry_points() -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+def _entry_points(group: str = ENTRY_POINT_GROUP) -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+
+
+class _CommandsOnly:
+    """Stands in, on the command line, for a plugin whose command registration is an
+    entry point of its own: implements ``gateway_register_commands`` by calling it,
+    so the plugin's module (its services, their imports) is never imported there."""
+
+    def __init__(self, register: Callable[[Any], None], where: str) -> None:
+        self._register = register
+        self.__name__ = where  # what `PluginInfo.module` shows: the registrar, not the plugin module
+
+    @hookspecs.hookimpl
+    def gateway_register_commands(self, commands: Any) -> None:
+        self._register(commands)
 
 
 @dataclass
@@ -141,20 +158,9 @@ class PluginHost:
     # -- loading ---------------------------------------------------------
     def load(self, registrations: bool = True) -> "PluginHost":
         """Import and register every plugin; with ``registrations`` also collect
-        their services and backends (the command line needs only their commands)."""
+        their services, backends and drivers (the command line uses :meth:`load_commands`)."""
         for ep in _entry_points():
-            if ep.name in self.disabled:
-                log.info("plugin disabled by config", extra={"plugin": ep.name})
-                continue
-            dist = ep.dist
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # a broken plugin is left out, named, never fatal
-                log.error("plugin failed to load; leaving it out", exc_info=exc, extra={"plugin": ep.name})
-                METRICS.inc("gateway_plugin_errors_total", hook="load", plugin=ep.name)
-                self.failed[ep.name] = f"import {ep.value}: {type(exc).__name__}: {exc}"
-                continue
-            self._register(ep.name, plugin, dist.name if dist else "?", dist.version if dist else "?")
+            self._load_entry_point(ep)
         for module in self.extra_modules:
             name = module.rsplit(".", 1)[-1]
             if name in self.disabled:
@@ -163,6 +169,41 @@ class PluginHost:
         if registrations:
             self._collect_registrations()
         return self
+
+    def load_commands(self) -> "PluginHost":
+        """What the command line needs to build its parser, and no more: every plugin's
+        ``gateway_register_commands``. A plugin that names that registration in the
+        ``dicom_gateway.commands`` group (a callable taking the command registry, under
+        its own entry-point name, from the same distribution) is represented by it
+        alone; its module, and whatever that module imports for its services, is not
+        imported. Any other plugin is imported as :meth:`load` does. Nothing else is
+        collected (no services, backends or drivers)."""
+        registrars = {ep.name: ep for ep in _entry_points(COMMANDS_GROUP)}
+        for ep in _entry_points():
+            registrar = registrars.get(ep.name)
+            if registrar is not None and _dist_name(registrar) != _dist_name(ep):
+                # Only a plugin's own distribution speaks for its commands.
+                log.warning("commands entry point of another distribution ignored",
+                            extra={"plugin": ep.name, "entry_point": registrar.value})
+                registrar = None
+            self._load_entry_point(ep, registrar)
+        return self
+
+    def _load_entry_point(self, ep: metadata.EntryPoint, registrar: metadata.EntryPoint | None = None) -> None:
+        if ep.name in self.disabled:
+            log.info("plugin disabled by config", extra={"plugin": ep.name})
+            return
+        source = registrar or ep
+        try:
+            loaded = source.load()
+            plugin = _CommandsOnly(loaded, source.value) if registrar is not None else loaded
+        except Exception as exc:  # a broken plugin is left out, named, never fatal
+            log.error("plugin failed to load; leaving it out", exc_info=exc, extra={"plugin": ep.name})
+            METRICS.inc("gateway_plugin_errors_total", hook="load", plugin=ep.name)
+            self.failed[ep.name] = f"import {source.value}: {type(exc).__name__}: {exc}"
+            return
+        dist = ep.dist
+        self._register(ep.name, plugin, dist.name if dist else "?", dist.version if dist else "?")
 
     def register(self, name: str, plugin: Any) -> None:
         """Register an in-process plugin object (tests, embedding)."""
@@ -318,6 +359,10 @@ class PluginHost:
         log.error("plugin hook abandoned", extra={"hook": hook, "plugin": plugin, "budget_s": budget,
                                                   "still_running": still_running})
         return HookTimeout(hook, plugin, budget, still_running)
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str | None:
+    return ep.dist.name if ep.dist else None
 
 
 def load_host(disabled: Iterable[str] = (), extra_modules: Iterable[str] = ()) -> PluginHost:

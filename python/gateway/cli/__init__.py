@@ -29,7 +29,9 @@ def _plugin_commands(commands: CommandRegistry) -> dict[str, str]:
     root = logging.getLogger("gateway")
     if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
         root.addHandler(logging.NullHandler())
-    host = PluginHost().load(registrations=False)
+    # Only the commands: a plugin's services (and their imports) are not loaded here,
+    # so every command line, --help included, starts fast (issue 13).
+    host = PluginHost().load_commands()
     host.collect("gateway_register_commands", commands, arg="commands")
     return host.failed
 

@@ -41,6 +41,9 @@ class CommandRegistry:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         # No help= for argparse: the grouped listing in the top-level help replaces its own.
         parser = self._sub.add_parser(name, **kwargs)
+        # ``args.command_plugin``: who added the command, so the command can tell when
+        # the config disables that plugin without loading every plugin to find out.
+        parser.set_defaults(command_plugin=self._current_plugin)
         self.commands[name] = (self._current_plugin, help)
         return parser
 

@@ -11,7 +11,10 @@ through a pydicom Dataset. Here, as on the receive side
   messages; a C-STORE-RSP is decoded by hand;
 * responses go to a queue of their own that the sending thread blocks on
   (:meth:`GatewayRequestor.wait_response`), so the association reactor
-  never has to be paused to keep it from taking them;
+  never has to be paused to keep it from taking them; while a C-GET (or
+  C-MOVE) is in flight the peer's C-STORE-RQs of its sub-operations go there
+  too, because the thread reading the retrieval's responses is the one that
+  answers them (pynetdicom's ``send_c_get``), with the reactor paused;
 * a C-STORE's P-DATA-TF PDUs are written by the sending thread straight
   from the stored file (:meth:`GatewayRequestor.send_file_message`), under
   the DUL's send lock so no other PDU can land in the middle of them.
@@ -21,7 +24,8 @@ handling stay pynetdicom's, so pynetdicom's own ``send_n_action`` and
 friends work on these associations unchanged. :mod:`gateway.net.selftest`
 checks the internals this relies on; ``node.receive_path = "pynetdicom"``
 (or a refused self-test) makes :func:`gateway.net.storescu.open_association`
-use plain pynetdicom instead.
+use plain pynetdicom instead: :func:`associate` with ``fast=False``, a
+:class:`PlainRequestor`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import queue
 import socket
 import struct
+import threading
 import time
 from copy import deepcopy
 from datetime import datetime
@@ -40,6 +45,7 @@ from typing import Any, Sequence, cast
 from pynetdicom import evt
 from pynetdicom._globals import MODE_REQUESTOR
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_GET, C_MOVE, C_STORE
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from gateway.net.fastpath import FastAssociationMixin, FastDIMSE, FastDUL, ReceiveSettings
@@ -51,8 +57,9 @@ log = logging.getLogger("gateway.net")
 UNLIMITED_PDV = 1 << 20
 #: Data handed to one sendall(): several PDUs per system call.
 SEND_BATCH = 256 * 1024
-#: A requestor receives responses and N-EVENT-REPORTs, never images: a bigger
-#: message is a misbehaving peer, and the association is aborted.
+#: A requestor receives responses, N-EVENT-REPORTs and, during a C-GET, the objects of
+#: its C-STORE sub-operations (held in memory: pynetdicom's C-STORE handler reads them
+#: from there); a bigger message is a misbehaving peer, and the association is aborted.
 MAX_RESPONSE_MESSAGE = 256 * 1024 * 1024
 #: How often a thread waiting for a response looks at the association state,
 #: in case it ended without a wake-up (its kill() also wakes it at once).
@@ -79,24 +86,61 @@ def receive_settings(max_pdu: int, spool_dir: str) -> ReceiveSettings:
 
 class _ResponseRouting(queue.Queue):
     """DIMSE msg_queue that keeps responses apart: the thread that sent a request
-    blocks on :attr:`responses`; the reactor only ever sees requests."""
+    blocks on :attr:`responses`; the reactor sees the other requests.
+
+    A C-STORE-RQ that arrives while a C-GET or C-MOVE of ours is in flight
+    (:attr:`retrievals`, its Message IDs) is a sub-operation on this association
+    (PS3.4 C.4.3.3; the same for a C-MOVE whose destination is ourselves): it goes to
+    :attr:`responses` too. pynetdicom's retrieval generator (``send_c_get``) pauses
+    the reactor and answers the C-STORE-RQs it reads among the responses; routed to
+    the paused reactor they were never answered, and the peer and we waited for each
+    other until the DIMSE timeout."""
 
     def __init__(self) -> None:
         super().__init__()
         self.responses: queue.Queue = queue.Queue()
+        self.retrievals: set[int] = set()
+        self._lock = threading.Lock()
+
+    def retrieval_sent(self, message_id: int) -> None:
+        with self._lock:
+            self.retrievals.add(message_id)
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         primitive = item[1] if isinstance(item, tuple) and len(item) == 2 else None
-        if primitive is not None and getattr(primitive, "MessageIDBeingRespondedTo", None) is not None:
+        responding_to = getattr(primitive, "MessageIDBeingRespondedTo", None)
+        if responding_to is not None:
+            if isinstance(primitive, (C_GET, C_MOVE)) and not _pending(primitive.Status):
+                with self._lock:  # the final response: no more sub-operations of it
+                    self.retrievals.discard(int(responding_to))
             self.responses.put(item)
-        else:
-            super().put(item, block, timeout)
+            return
+        if isinstance(primitive, C_STORE):
+            with self._lock:
+                retrieving = bool(self.retrievals)
+            if retrieving:
+                self.responses.put(item)
+                return
+        super().put(item, block, timeout)
+
+
+def _pending(status: Any) -> bool:
+    """PS3.7 C.4.2.1.5 / C.4.3.1.5: FF00 (and FF01 for C-FIND) is Pending; anything else
+    (None too: an undecodable response, the retrieval is over) is final."""
+    return status is not None and int(status) in (0xFF00, 0xFF01)
 
 
 class RequestorDIMSE(FastDIMSE):
     def __init__(self, assoc: Any) -> None:
         super().__init__(assoc)
         self.msg_queue = _ResponseRouting()
+
+    def send_msg(self, primitive: Any, context_id: int, answered_early: bool = False) -> None:
+        if isinstance(primitive, (C_GET, C_MOVE)) and primitive.MessageID is not None \
+                and primitive.MessageIDBeingRespondedTo is None:
+            # Before the bytes leave: the first C-STORE-RQ may be back before send returns.
+            self.msg_queue.retrieval_sent(int(primitive.MessageID))  # type: ignore[attr-defined]
+        super().send_msg(primitive, context_id, answered_early)
 
     @property
     def responses(self) -> queue.Queue:
@@ -265,6 +309,32 @@ class GatewayRequestor(FastAssociationMixin, Association):
             return rsp
 
 
+class PlainRequestor(Association):
+    """A requestor association on plain pynetdicom (build it with ``associate(..., fast=False)``),
+    with one change: a response its reactor takes is handed back to the waiting thread.
+
+    A thread sending a request pauses the reactor (clears ``_reactor_checkpoint``, waits
+    for ``_is_paused``) and then blocks in ``dimse.get_msg``; but the reactor sets
+    ``_is_paused`` before waiting on the checkpoint and clears it only after, so a
+    reactor that had just passed the wait looks paused, then polls the DIMSE queue,
+    takes the response and drops it as an unexpected message — the sender waits out its
+    DIMSE timeout (seen as C-MOVE sub-operations stalling under load). Here a response
+    reaching the reactor goes back on the queue, where the blocked sender takes it;
+    requests (a C-STORE of a C-GET, an N-EVENT-REPORT) are served as pynetdicom does."""
+
+    gw_fast = False
+
+    def __init__(self, ae: Any) -> None:
+        super().__init__(ae, MODE_REQUESTOR)
+
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        if not getattr(msg, "is_valid_request", False) and getattr(msg, "is_valid_response", False):
+            log.debug("a response the reactor took goes back to the waiting sender")
+            self.dimse.msg_queue.put((context_id, msg))
+            return
+        super()._serve_request(msg, context_id)
+
+
 def _sendall(sock: socket.socket, data: bytearray, timeout: float | None, deadline: float | None) -> None:
     limit = timeout
     if deadline is not None:
@@ -319,18 +389,28 @@ def _stream(sock: socket.socket, f: Any, context_id: int, command: bytes, size: 
         out.clear()
 
 
-def associate(ae: Any, host: str, port: int, *, ae_title: str, max_pdu: int, settings: ReceiveSettings,
-              ext_neg: Sequence[Any] | None = None, evt_handlers: Sequence[Any] | None = None) -> GatewayRequestor:
-    """pynetdicom's ``AE.associate`` (3.0.4), building a :class:`GatewayRequestor`.
+def associate(ae: Any, host: str, port: int, *, ae_title: str, max_pdu: int, settings: ReceiveSettings | None,
+              ext_neg: Sequence[Any] | None = None, evt_handlers: Sequence[Any] | None = None,
+              fast: bool = True) -> Association:
+    """pynetdicom's ``AE.associate`` (3.0.4), building a :class:`GatewayRequestor` (the Rust
+    receive path; ``settings`` required) or, with ``fast=False``, a :class:`PlainRequestor`
+    on pynetdicom's own DUL and socket (``settings`` unused).
 
     Uses the AE's requested contexts, timers and implementation identity.
     Raises ValueError / OSError as ``AE.associate`` does for bad addresses.
     """
     remote = AddressInformation.from_addr_port(host, port)
     local = AddressInformation.from_tuple(("::0", 0) if remote.address_family == socket.AF_INET6 else ("", 0))
-    assoc = GatewayRequestor(ae, settings)
+    assoc: Association
+    if fast:
+        if settings is None:
+            raise ValueError("the Rust requestor path needs its receive settings")
+        assoc = GatewayRequestor(ae, settings)
+        sock: AssociationSocket = _RequestorSocket(assoc, address=local)
+    else:
+        assoc = PlainRequestor(ae)
+        sock = AssociationSocket(assoc, address=local)
     assoc.name = f"RequestorThread@{datetime.now():%Y%m%d%H%M%S}"
-    sock = _RequestorSocket(assoc, address=local)
     sock.tls_args = None
     assoc.set_socket(sock)
     assoc.acceptor.ae_title = ae_title

@@ -261,17 +261,14 @@ def open_association(dest: Destination, contexts: Sequence[tuple[str, Sequence[s
     started = time.monotonic()
     assoc: Any
     try:
-        if requestor_fast_path(config):
-            # Rust receive path, blocking waits, streamed C-STOREs (gateway.net.requestor).
-            from gateway.net import requestor
+        # The Rust receive path, blocking waits, streamed C-STOREs; or plain pynetdicom
+        # (receive_path = "pynetdicom", a refused self-test): gateway.net.requestor.
+        from gateway.net import requestor
 
-            settings = requestor.receive_settings(dest.max_pdu, _workdir(config) or tempfile.gettempdir())
-            assoc = requestor.associate(ae, dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
-                                        settings=settings, ext_neg=ext_neg or None, evt_handlers=handlers)
-        else:
-            assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
-                                 ext_neg=ext_neg or None, evt_handlers=handlers)
-            _keep_responses(assoc)
+        fast = requestor_fast_path(config)
+        settings = requestor.receive_settings(dest.max_pdu, _workdir(config) or tempfile.gettempdir()) if fast else None
+        assoc = requestor.associate(ae, dest.host, dest.port, ae_title=dest.ae_title, max_pdu=dest.max_pdu,
+                                    settings=settings, ext_neg=ext_neg or None, evt_handlers=handlers, fast=fast)
     except (OSError, ValueError) as exc:
         raise AssociationFailed("unreachable", f"{dest}: cannot open an association: {exc}") from exc
     if assoc.is_established:
@@ -301,29 +298,6 @@ def open_association(dest: Destination, contexts: Sequence[tuple[str, Sequence[s
         raise AssociationFailed("rejected", f"{dest}: the peer accepted none of the proposed presentation "
                                             f"contexts (SOP classes {', '.join(classes)})")
     raise AssociationFailed("aborted", f"{dest}: association aborted by the peer")
-
-
-def _keep_responses(assoc: Any) -> None:
-    """Plain pynetdicom requestor: a response its reactor takes is handed back.
-
-    A thread sending a C-STORE pauses the reactor (clear ``_reactor_checkpoint``,
-    wait for ``_is_paused``) and then blocks in ``dimse.get_msg``; but the reactor
-    sets ``_is_paused`` before waiting on the checkpoint and clears it only after,
-    so a reactor that had just passed the wait looks paused, then polls the DIMSE
-    queue, takes the response and drops it as an unexpected message — the sender
-    waits out its DIMSE timeout (seen as C-MOVE sub-operations stalling under
-    load). A response reaching the reactor goes back on the queue instead, where
-    the blocked sender takes it."""
-    serve = assoc._serve_request
-
-    def serve_requests_only(msg: Any, context_id: int) -> None:
-        if not getattr(msg, "is_valid_request", False) and getattr(msg, "is_valid_response", False):
-            log.debug("a response the reactor took goes back to the waiting sender")
-            assoc.dimse.msg_queue.put((context_id, msg))
-            return
-        serve(msg, context_id)
-
-    assoc._serve_request = serve_requests_only
 
 
 class _Plan:
