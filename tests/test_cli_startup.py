@@ -69,7 +69,7 @@ def test_help_lists_every_command_with_its_plugin():
     owners = {plugin for plugin, _ in light.commands.values()}
     assert {"storage", "media", "prefetch", "qr_scu", "verification", "commitment"} <= owners
     top = build_parser(warn=None).format_help()
-    assert "commands from plugin 'storage':\n  send" in top
+    assert "commands from plugin 'storage':\n  archive" in top and "\n  send " in top
     assert "commands from plugin 'qr_scu':\n  find" in top
 
 

@@ -5,9 +5,12 @@ file."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import struct
+import sys
 import threading
 import time
 from pathlib import Path
@@ -134,3 +137,66 @@ def test_sigkill_mid_stream_loses_no_acknowledged_object(gateway_process, tmp_pa
     assert idx.dangling_files(archive) == []
     # Spool files of the killed workers were cleaned when their successors started.
     assert [p for p in (data / "spool").iterdir()] == []
+
+
+def test_kill_between_file_and_index_commit_is_unacknowledged_unindexed_and_reported(gateway_process, tmp_path):
+    """The worker dies after the object's file is durable and in place but before its
+    index transaction commits (a rule action that SIGKILLs it, inside that
+    transaction): the peer never gets Success, nothing of the object is in the index
+    (not its instance, nor a new patient/study/series), `archive check` reports the
+    file, and the peer's resend is stored and clears the report."""
+    import subprocess
+
+    from conftest import dcmtk, write_cts
+
+    port = free_port()
+    data = tmp_path / "d"
+    cfg = write_config(tmp_path / "cfg", basic_toml(port, data, modules=["killer"]), **{"routes/die.toml": '[[rule]]\nname = "die"\n'
+                                             'match = { calling_ae = "KILLER" }\naction = "die"\n'})
+    gp = gateway_process(["serve", "--config", str(cfg)], port)
+    fine = write_cts(tmp_path / "fine", 3, patient_id="FINE")
+    doomed = write_cts(tmp_path / "doomed", 1, patient_id="DOOMED")
+
+    def storescu(ae, files):
+        return subprocess.run([dcmtk("storescu"), "-aet", ae, "-aec", "DICOM_GATEWAY", "127.0.0.1", str(port),
+                               *map(str, files)], env=dict(os.environ, TCP_NODELAY="1"),
+                              capture_output=True, text=True, timeout=60)
+
+    assert storescu("FINE", fine).returncode == 0
+    killed = storescu("KILLER", doomed)
+    assert killed.returncode != 0 or "Success" not in killed.stderr, "a killed store was acknowledged"
+
+    def check():
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "archive", "check", "--config", str(cfg),
+                               "--json"], capture_output=True, text=True, timeout=60)
+
+    deadline = time.monotonic() + 20
+    while True:  # the supervisor restarts the worker
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            assert time.monotonic() < deadline, gp.output()
+            time.sleep(0.2)
+    idx = Index(f"sqlite:///{data / 'index.db'}")
+    stats = idx.stats()
+    assert stats["instances"] == 3 and stats["patients"] == 1, stats  # no half of the killed object
+    report = check()
+    assert report.returncode == 1, report.stdout + report.stderr
+    found = json.loads(report.stdout)
+    assert len(found["unindexed"]) == 1 and found["unindexed"][0].endswith(f"{doomed[0].stem}.dcm"), found
+    assert found["missing_or_wrong_size"] == [] and found["partial"] == []
+
+    assert storescu("FINE", doomed).returncode == 0  # the peer's resend, from an AE the rule spares
+    assert idx.stats()["instances"] == 4
+    clean = check()
+    assert clean.returncode == 0 and json.loads(clean.stdout)["unindexed"] == [], clean.stdout
+
+
+def test_archive_scan_tells_interrupted_writes_from_unindexed_files(tmp_path):
+    from gateway_plugins.archive_check import scan_archive
+
+    (tmp_path / "1.2" / "1.2.3").mkdir(parents=True)
+    for name in ("9.dcm", "8.dcm", ".8.dcm.4242.k2j3.tmp"):
+        (tmp_path / "1.2" / "1.2.3" / name).write_bytes(b"x")
+    assert scan_archive(tmp_path, {"1.2/1.2.3/9.dcm"}) == (["1.2/1.2.3/8.dcm"], ["1.2/1.2.3/.8.dcm.4242.k2j3.tmp"])

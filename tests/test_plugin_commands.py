@@ -37,7 +37,7 @@ def test_hook_register_commands(tmp_path):
     block = top.stdout.split("commands from plugin 'hello':\n", 1)[1]
     assert block.splitlines()[0].split() == ["hello", "say", "hello", "from", "a", "third-party", "plugin"]
     # the built-ins' commands come through the same hook, grouped under their plugin
-    assert "commands from plugin 'storage':\n  send" in top.stdout
+    assert "commands from plugin 'storage':\n  archive" in top.stdout and "\n  send " in top.stdout
     sub = _cli(env, "hello", "--help")
     assert "examples:\n  dicom-gateway hello --name PET" in sub.stdout
 

@@ -492,7 +492,7 @@ def gateway_association_requested(request: Any, config: Any) -> Rejection | None
 
 @hookimpl
 def gateway_register_commands(commands):
-    """``send``: the Storage SCU (SND-1..SND-7) from the command line."""
-    from gateway_plugins.send_command import add_send_parser
+    """``send`` (the Storage SCU, SND-1..SND-7) and ``archive check`` from the command line."""
+    from gateway_plugins.storage_commands import add_storage_parsers
 
-    add_send_parser(commands)
+    add_storage_parsers(commands)

@@ -463,6 +463,11 @@ class Index:
                                .scalar_one())
         return out
 
+    def file_paths(self, backend: str = "filesystem") -> set[str]:
+        """The relative paths of every file row of ``backend`` (``archive check``)."""
+        with self._connect(write=False) as conn:
+            return set(conn.execute(sa.select(S.files.c.path).where(S.files.c.backend == backend)).scalars())
+
     def dangling_files(self, storage_root: str | os.PathLike, backend: str = "filesystem",
                        check_size: bool = True) -> list[StoredInstance]:
         """Indexed instances of ``backend`` whose file under ``storage_root`` is missing
