@@ -94,8 +94,9 @@ def open_round(port: int, rq: bytes, n: int) -> tuple[list[socket.socket], float
     return socks, time.perf_counter() - started
 
 
-def measure(name: str, cmd: list[str], port: int, called: str, args: argparse.Namespace) -> list[tuple]:
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def measure(name: str, cmd: list[str], port: int, called: str, args: argparse.Namespace,
+            env: dict | None = None) -> list[tuple]:
+    proc = subprocess.Popen(cmd, env={**ENV, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
         wait_port(port)
