@@ -33,6 +33,7 @@ from gateway.routing import association_key, header_loader
 from gateway.services import Service
 from gateway.status import Status
 from gateway_plugins import storage_scu
+from gateway_plugins.group_commit import GroupCommit
 
 log = logging.getLogger("gateway.storage")
 dictionaries.register()
@@ -154,6 +155,20 @@ def index_of(config: Any) -> Index:
         derived["index"] = shared_index(config.effective_database_url(), busy_timeout=settings.index_timeout,
                                         lock_retries=0)
     return derived["index"]
+
+
+def group_commit_of(config: Any) -> GroupCommit:
+    """This process's group commit for the storage service's index (gateway_plugins.group_commit)."""
+    derived = _derive(config)[1]
+    if "group_commit" not in derived:
+        index = index_of(config)
+        with _group_commits_lock:  # one per index, shared across config generations
+            derived["group_commit"] = _group_commits.setdefault(id(index), GroupCommit(index))
+    return derived["group_commit"]
+
+
+_group_commits: dict[int, GroupCommit] = {}
+_group_commits_lock = threading.Lock()
 
 
 def _sop_classes(config: Any) -> list[str]:
@@ -308,17 +323,22 @@ class StorageSCP:
                     # fails, the peer is not acknowledged and the complete,
                     # unindexed file is replaced by its resend.
                     staged.commit()
+
+                    def index_new(tx: Any) -> Any:
+                        if tx.has_instance(uid):
+                            # Indexed under another path (its study or series
+                            # changed): the duplicate policy decides, as above.
+                            kept = _duplicate_outcome(tx.find_instance(uid), digest, backend, s, fail)
+                            if kept is not None:
+                                raise _Kept(kept)
+                        indexed = tx.store_instance(attrs, record)
+                        if routed is not None:
+                            router.record(tx, decision, routed)
+                        return indexed
+
                     try:
-                        with index.transaction() as tx:
-                            if tx.has_instance(uid):
-                                # Indexed under another path (its study or series
-                                # changed): the duplicate policy decides, as above.
-                                kept = _duplicate_outcome(tx.find_instance(uid), digest, backend, s, fail)
-                                if kept is not None:
-                                    raise _Kept(kept)
-                            stored = tx.store_instance(attrs, record)
-                            if routed is not None:
-                                router.record(tx, decision, routed)
+                        # Shared with the stores committing at the same time (one WAL fsync).
+                        stored = group_commit_of(config).run(index_new)
                     except _Kept as kept:
                         backend.delete(rel)  # the copy just put in place; the stored version stays
                         return kept.outcome

@@ -209,7 +209,7 @@ def alembic_config(url: str):
 
 
 # Errors that mean "the database cannot be used now" rather than "this code is wrong".
-def _is_unavailable(err: BaseException) -> bool:
+def is_unavailable(err: BaseException) -> bool:
     if isinstance(err, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
                         sa_exc.DisconnectionError, OSError)):
         return True
@@ -264,7 +264,7 @@ class Index:
         except IndexUnavailable:
             raise
         except Exception as err:
-            if _is_unavailable(err):
+            if is_unavailable(err):
                 raise IndexUnavailable(f"index database {self}: {getattr(err, 'orig', err)}") from err
             raise
 
@@ -321,7 +321,7 @@ class Index:
             except Exception as err:
                 if conn is not None:
                     conn.close()
-                if not _is_unavailable(err):
+                if not is_unavailable(err):
                     raise
                 attempt += 1
                 if _is_locked(err) and attempt <= self.lock_retries:
@@ -340,7 +340,7 @@ class Index:
                 conn.rollback()
             except Exception:  # the connection may be gone; closing discards it
                 pass
-            if isinstance(err, Exception) and _is_unavailable(err):
+            if isinstance(err, Exception) and is_unavailable(err):
                 raise IndexUnavailable(f"index database {self}: {getattr(err, 'orig', err)}") from err
             raise
         finally:
