@@ -160,3 +160,68 @@ def test_damaged_dicomdir_is_a_clear_error(tmp_path):
     cfg, _ = _gateway(tmp_path, "gw")
     imp = _cli("media", "import", str(bad), "--config", str(cfg))
     assert imp.returncode == 1 and "cannot read" in imp.stderr and "Traceback" not in imp.stderr
+
+
+def _digests(data: Path) -> dict[str, str]:
+    with sqlite3.connect(data / "index.db") as db:
+        return dict(db.execute("select i.sop_instance_uid, f.sha256 from instances i join files f "
+                               "on f.instance_fk = i.id"))
+
+
+def test_import_twice_counts_duplicates_from_the_storage_outcome(corpus_small, tmp_path):
+    """`dicom-gateway import` of the same folder twice: the second time every object is a
+    duplicate, as the storage service answered it (no pre-check), and nothing is written."""
+    cfg, data = _gateway(tmp_path, "gw")
+    folder = corpus_small / "implicit" / "CT"
+    first = _cli("import", str(folder), "--config", str(cfg))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "imported 4, duplicates 0, skipped 0, failed 0" in first.stdout
+    before = _digests(data)
+    again = _cli("import", str(folder), "--config", str(cfg))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "imported 0, duplicates 4, skipped 0, failed 0" in again.stdout
+    assert "kept first" not in again.stdout  # byte-identical copies are counted, not listed
+    assert _digests(data) == before
+
+
+def _changed_copy(src: Path, dst: Path) -> Path:
+    """The same SOP Instance (same study and series) with other content."""
+    ds = pydicom.dcmread(src)
+    ds.SeriesDescription = "changed after the first import"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dst)
+    return dst
+
+
+@pytest.mark.parametrize("policy", ["keep-first", "overwrite"])
+def test_other_content_under_a_stored_uid_follows_duplicate_policy(corpus_small, tmp_path, policy):
+    """STO-6 through `media import`: keep-first keeps the stored version and counts the file as
+    a duplicate (listed as kept first); overwrite stores the new version and counts it imported."""
+    data = tmp_path / "gw-data"
+    cfg = write_config(tmp_path / "gw-cfg", f'[node]\ndata_dir = "{data}"\n',
+                       **{"plugins/storage.toml": f'duplicate_policy = "{policy}"\n'})
+    original = sorted((corpus_small / "explicit-le" / "MR").glob("*.dcm"))[0]
+    assert _cli("import", str(original), "--config", str(cfg)).returncode == 0
+    before = _digests(data)
+    changed = _changed_copy(original, tmp_path / "stick" / "MR1")
+    run = _cli("media", "import", str(changed.parent), "--config", str(cfg))
+    assert run.returncode == 0, run.stdout + run.stderr
+    uid = str(pydicom.dcmread(original, stop_before_pixels=True).SOPInstanceUID)
+    if policy == "keep-first":
+        assert "imported 0, duplicates 1, skipped 0, failed 0" in run.stdout
+        assert f"kept first  {changed}: other content" in run.stdout
+        assert _digests(data) == before
+    else:
+        assert "imported 1, duplicates 0, skipped 0, failed 0" in run.stdout
+        assert _digests(data)[uid] != before[uid]
+
+
+def test_an_outcome_never_reaches_the_wire():
+    """Response.outcome is for callers in this process: the C-STORE-RSP carries only the status
+    (and comment / extra when given)."""
+    from gateway.messages import Response
+    from gateway.net.dispatch import _to_wire
+
+    assert _to_wire(Response(0x0000, outcome="duplicate")) == 0x0000
+    wire = _to_wire(Response(0xB000, error_comment="x", outcome="kept-first"))
+    assert sorted(e.keyword for e in wire) == ["ErrorComment", "Status"]

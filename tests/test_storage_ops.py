@@ -27,7 +27,7 @@ def test_import_folder_without_dicomdir(tmp_path, corpus_small):
     out = gateway_cli("import", str(folder), "--data-dir", str(data))
     assert out.returncode == 0, out.stderr
     files = [f for f in manifest(corpus_small)["files"] if f["syntax"] == "implicit"]
-    assert f"imported {len(files)}, skipped 2, failed 0" in out.stdout
+    assert f"imported {len(files)}, duplicates 0, skipped 2, failed 0" in out.stdout
     assert "README.TXT: not DICOM" in out.stdout and "DICOMDIR" in out.stdout
     idx = Index("sqlite:///" + str((data / "index.db").resolve()))
     assert idx.stats()["instances"] == len(files)

@@ -17,6 +17,8 @@ dicom-gateway media export out/ --patient PAT001 --capacity dvd --dry-run
 dicom-gateway media export /srv/export/OUT --study 1.2.3.4 --queue --config /etc/dicom-gateway
 dicom-gateway media ls /media/cdrom
 dicom-gateway media import /media/cdrom --study 1.2.3.4 --config /etc/dicom-gateway
+dicom-gateway media ls disc.iso
+dicom-gateway media import disc.iso --config /etc/dicom-gateway
 dicom-gateway media jobs --json --config /etc/dicom-gateway
 dicom-gateway media jobs retry 12 13 --config /etc/dicom-gateway"""
 
@@ -59,10 +61,11 @@ def add_media_parser(commands: Any) -> None:
         a.add_argument("--data-dir", default=argparse.SUPPRESS, help="data directory (default from config)")
         a.set_defaults(func=jobs_command)
     ls = sub.add_parser("ls", help="show the DICOMDIR tree of a file-set (MED-3)")
-    ls.add_argument("path", metavar="PATH", help="a DICOMDIR or the folder holding it")
+    ls.add_argument("path", metavar="PATH", help="a DICOMDIR, the folder holding it, or an ISO 9660 image")
     ls.set_defaults(func=ls_command)
-    i = sub.add_parser("import", help="import a file-set or a plain folder through the storage path (MED-3, MED-4)")
-    i.add_argument("path", metavar="PATH")
+    i = sub.add_parser("import", help="import a file-set, a plain folder or an ISO image through the storage path "
+                                      "(MED-3, MED-4)")
+    i.add_argument("path", metavar="PATH", help="a folder (with or without DICOMDIR) or an ISO 9660 image")
     i.add_argument("--study", action="append", default=[], metavar="UID", help="only this study (repeatable)")
     commands.config_options(i)
     i.set_defaults(func=import_command)
@@ -170,82 +173,48 @@ def _queue_export(args: argparse.Namespace, config: Any, out: Path) -> int:
 
 
 def ls_command(args: argparse.Namespace) -> int:
+    from gateway_plugins.media_iso import IsoError, IsoImage, is_iso_image
     from gateway_plugins.media_reader import find_dicomdir, print_tree
 
-    dicomdir = find_dicomdir(Path(args.path))
-    if dicomdir is None:
-        print(f"dicom-gateway media ls: no DICOMDIR at {args.path} (a plain folder: use media import)",
-              file=sys.stderr)
-        return 1
+    path = Path(args.path)
+    if is_iso_image(path):
+        try:
+            with IsoImage(path) as image:
+                dicomdir = image.dicomdir()
+                if dicomdir is None:
+                    print(f"dicom-gateway media ls: no DICOMDIR in {path} (an image without one: use media import)",
+                          file=sys.stderr)
+                    return 1
+                where = path / "DICOMDIR"
+        except IsoError as exc:
+            print(f"dicom-gateway media ls: cannot read {exc}", file=sys.stderr)
+            return 1
+    else:
+        dicomdir = find_dicomdir(path)
+        if dicomdir is None:
+            print(f"dicom-gateway media ls: no DICOMDIR at {args.path} (a plain folder: use media import)",
+                  file=sys.stderr)
+            return 1
+        where = dicomdir
     try:
         print_tree(dicomdir, sys.stdout)
     except Exception as exc:  # a damaged DICOMDIR is reported, never a traceback
-        print(f"dicom-gateway media ls: cannot read {dicomdir}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"dicom-gateway media ls: cannot read {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _duplicates(paths: list[str], config: Any) -> tuple[list[str], list[tuple[str, str]]]:
-    """Split the candidate files into (to import, duplicates as (path, SOP Instance UID)).
-
-    The storage service answers Success for a byte-identical resend (STO-6) and
-    the core importer cannot tell it from a new object, so the media reader
-    asks the index first: a file whose SOP Instance UID is stored with the same
-    SHA-256 of the dataset (what the storage service hashes) and whose file is
-    still there is a duplicate and is not sent to the storage path. Files not
-    read here (no File Meta, unreadable) go to the storage path, which reports them.
-    """
-    import hashlib
-
-    from gateway.importer import candidates, meta_end
-    from gateway_plugins.storage import index_of, settings_of, storage_root
-    from pydicom.filereader import read_file_meta_info
-
-    files = [str(p) for p in candidates(paths)]
-    uids: dict[str, str] = {}
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                fh.seek(128)
-                if fh.read(4) != b"DICM":
-                    continue
-            uids[f] = str(read_file_meta_info(f).MediaStorageSOPInstanceUID)
-        except Exception:
-            continue
-    if not uids:
-        return files, []
-    stored = index_of(config).find_instances(sorted(set(uids.values())))
-    if not stored:
-        return files, []
-    root = storage_root(config, settings_of(config))
-    fresh: list[str] = []
-    dups: list[tuple[str, str]] = []
-    for f in files:
-        hit = stored.get(uids.get(f, ""))
-        rec = hit.file if hit is not None else None
-        if rec is not None and (rec.backend != "filesystem" or (root / rec.path).is_file()):
-            raw = Path(f).read_bytes()
-            try:
-                same = hashlib.sha256(memoryview(raw)[meta_end(raw):]).hexdigest() == rec.sha256
-            except ValueError:
-                same = False
-            if same:
-                dups.append((f, uids[f]))
-                continue
-        fresh.append(f)
-    return fresh, dups
-
-
 def import_command(args: argparse.Namespace) -> int:
-    from gateway.command_setup import command_runtime, load_command_config
-    from gateway.importer import import_paths
-    from gateway.progress import Progress
+    from gateway.importer import candidates
+    from gateway_plugins.media_iso import is_iso_image
     from gateway_plugins.media_reader import find_dicomdir, referenced_files
 
     path = Path(args.path)
     if not path.exists():
         print(f"dicom-gateway media import: {path}: no such file or folder", file=sys.stderr)
         return 2
+    if is_iso_image(path):
+        return _import_iso(args, path)
     dicomdir = find_dicomdir(path)
     missing: list[tuple[Path, str]] = []
     if dicomdir is not None:
@@ -262,6 +231,63 @@ def import_command(args: argparse.Namespace) -> int:
         return 2
     else:
         paths = [str(path)]  # MED-4: a folder without DICOMDIR is scanned as by `dicom-gateway import`
+    files = candidates(paths) if paths else []
+
+    def store(importer: Any) -> None:
+        for f in files:
+            importer.add(f)
+
+    return _import(args, len(files), missing, store)
+
+
+def _import_iso(args: argparse.Namespace, image_path: Path) -> int:
+    """``media import IMAGE.iso``: the image's files one at a time, each copied out
+    into one temporary file and imported from there (no mount, no unpacking)."""
+    import tempfile
+
+    from gateway_plugins.media_iso import IsoError, IsoImage
+
+    try:
+        image = IsoImage(image_path)
+    except IsoError as exc:
+        print(f"dicom-gateway media import: cannot read {exc}", file=sys.stderr)
+        return 1
+    with image:
+        try:
+            dicomdir = image.dicomdir()
+            refs = image.referenced(dicomdir, args.study or None) if dicomdir is not None else None
+        except Exception as exc:  # a damaged DICOMDIR, as on a folder
+            print(f"dicom-gateway media import: cannot read {image_path / 'DICOMDIR'}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 1
+        if refs is None and args.study:
+            print("dicom-gateway media import: --study needs a DICOMDIR; an image without one is imported whole",
+                  file=sys.stderr)
+            return 2
+        members = refs.present if refs is not None else image.all_files()
+        missing = [(image_path / fid, uid) for fid, uid in refs.missing] if refs is not None else []
+
+        def store(importer: Any) -> None:
+            with tempfile.TemporaryDirectory(prefix="gateway-iso-") as tmp:
+                local = Path(tmp) / "object"
+                for member in members:
+                    try:
+                        image.extract(member, local)
+                    except IsoError as exc:
+                        importer.fail(image.shown(member), str(exc))
+                        continue
+                    importer.add(local, shown=image.shown(member))
+
+        return _import(args, len(members), missing, store)
+
+
+def _import(args: argparse.Namespace, total: int, missing: list[tuple[Path, str]], store: Any) -> int:
+    """The storage path of ``dicom-gateway import`` for the files ``store(importer)``
+    hands over; duplicates are what the storage service answered for each (STO-6)."""
+    from gateway.command_setup import command_runtime, load_command_config
+    from gateway.importer import Importer
+    from gateway.progress import Progress
+
     config = load_command_config(args)
     runtime = command_runtime(config)
     for p, uid in missing:
@@ -269,19 +295,12 @@ def import_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if missing:
         print(f"missing {len(missing)} referenced file(s)")
-    fresh, dups = _duplicates(paths, runtime.config) if paths else ([], [])
-    bar = Progress(len(fresh) + len(dups), "import")
-    for f, uid in dups:
-        bar.step(f)
-    summary = import_paths(fresh, runtime, progress=lambda p, err: bar.step(str(p), failed=err is not None))
+    bar = Progress(total, "import")
+    importer = Importer(runtime, progress=lambda p, err: bar.step(str(p), failed=err is not None))
+    store(importer)
     bar.close(summary=False)  # the summary below counts duplicates and what was skipped
-    print(f"imported {len(summary.imported)}, duplicates {len(dups)}, skipped {len(summary.skipped)}, "
-          f"failed {len(summary.failed)}")
-    for p, why in summary.skipped:
-        print(f"  skipped  {p}: {why}")
-    for p, why in summary.failed:
-        print(f"  FAILED   {p}: {why}", file=sys.stderr)
-    return 1 if missing or summary.failed else 0
+    importer.summary.report()
+    return 1 if missing or importer.summary.failed else 0
 
 
 def jobs_command(args: argparse.Namespace) -> int:

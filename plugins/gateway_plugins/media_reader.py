@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, BinaryIO, Iterator, TextIO
 
-__all__ = ["find_dicomdir", "Referenced", "referenced_files", "print_tree"]
+__all__ = ["find_dicomdir", "Referenced", "referenced_ids", "referenced_files", "print_tree", "file_id_key"]
 
 _LABELS = {"PATIENT": ("PatientID", "PatientName"), "STUDY": ("StudyInstanceUID", "StudyDate", "StudyDescription"),
            "SERIES": ("SeriesInstanceUID", "Modality", "SeriesNumber")}
@@ -32,9 +32,14 @@ class Referenced:
     missing: list[tuple[Path, str]] = field(default_factory=list)  # (path, SOP Instance UID)
 
 
+def file_id_key(name: str) -> str:
+    """A file ID component as the DICOMDIR names it: ISO 9660 readers and copies
+    may have changed the case or kept a ``;1`` version (and the ``.`` before it)."""
+    return name.upper().split(";")[0].rstrip(".")
+
+
 def _resolve(root: Path, parts: list[str]) -> Path:
-    """A file ID on the medium; ISO 9660 readers and copies may have changed the
-    case or kept a ``;1`` version, so match each component case-insensitively."""
+    """A file ID on the medium, each component matched by :func:`file_id_key`."""
     here = root
     for part in parts:
         exact = here / part
@@ -44,14 +49,14 @@ def _resolve(root: Path, parts: list[str]) -> Path:
         found = None
         if here.is_dir():
             for child in here.iterdir():
-                if child.name.upper().split(";")[0].rstrip(".") == part.upper():
+                if file_id_key(child.name) == part.upper():
                     found = child
                     break
         here = found if found is not None else exact
     return here
 
 
-def _records(dicomdir: Path) -> Any:
+def _records(dicomdir: Path | BinaryIO) -> Any:
     from pydicom import dcmread
 
     return dcmread(dicomdir)
@@ -73,13 +78,11 @@ def _walk(ds: Any) -> Iterator[tuple[int, Any]]:
     yield from chain(int(ds.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity), 0)
 
 
-def referenced_files(dicomdir: Path, studies: list[str] | None = None) -> Referenced:
-    """The files the DICOMDIR references (optionally of some studies only), present or missing."""
-    ds = _records(dicomdir)
-    root = dicomdir.parent
-    out = Referenced()
+def referenced_ids(dicomdir: Path | BinaryIO, studies: list[str] | None = None) -> Iterator[tuple[list[str], str]]:
+    """(file ID components, SOP Instance UID) of every file the DICOMDIR references
+    (optionally of some studies only), in tree order; ``dicomdir`` a file or its bytes."""
     study = None
-    for depth, rec in _walk(ds):
+    for _depth, rec in _walk(_records(dicomdir)):
         kind = str(rec.DirectoryRecordType)
         if kind == "STUDY":
             study = str(rec.get("StudyInstanceUID", ""))
@@ -91,15 +94,22 @@ def referenced_files(dicomdir: Path, studies: list[str] | None = None) -> Refere
         if studies and study not in studies:
             continue
         parts = [file_id] if isinstance(file_id, str) else list(file_id)
-        path = _resolve(root, [str(p) for p in parts])
+        yield [str(p) for p in parts], str(rec.get("ReferencedSOPInstanceUIDInFile", "?"))
+
+
+def referenced_files(dicomdir: Path, studies: list[str] | None = None) -> Referenced:
+    """The files the DICOMDIR references (optionally of some studies only), present or missing."""
+    out = Referenced()
+    for parts, uid in referenced_ids(dicomdir, studies):
+        path = _resolve(dicomdir.parent, parts)
         if path.is_file():
             out.present.append(path)
         else:
-            out.missing.append((path, str(rec.get("ReferencedSOPInstanceUIDInFile", "?"))))
+            out.missing.append((path, uid))
     return out
 
 
-def print_tree(dicomdir: Path, out: TextIO) -> int:
+def print_tree(dicomdir: Path | BinaryIO, out: TextIO) -> int:
     """``media ls``: one line per record, indented by level; returns the record count."""
     ds = _records(dicomdir)
     n = 0

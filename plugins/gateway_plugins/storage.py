@@ -394,11 +394,13 @@ def _duplicate_outcome(existing: Any, digest: str, backend: Any, s: StorageSetti
         return None
     if existing.file.sha256 == digest and backend.exists(existing.file.path):
         METRICS.inc("gateway_store_duplicates_total", outcome="identical")
-        return Status.SUCCESS  # a byte-identical resend is a no-op
+        # A byte-identical resend is a no-op; the outcome tells an in-process caller
+        # (`import` counts duplicates from it), the peer sees plain Success (STO-6).
+        return Response(Status.SUCCESS, outcome="duplicate")
     if s.duplicate_policy == "keep-first":
         METRICS.inc("gateway_store_duplicates_total", outcome="kept-first")
         log.info("duplicate kept as first received", extra={"sop_instance_uid": existing.sop_instance_uid})
-        return Status.SUCCESS
+        return Response(Status.SUCCESS, outcome="kept-first")
     if s.duplicate_policy == "reject":
         return fail("duplicate", "duplicate SOP Instance UID with different content")
     return None

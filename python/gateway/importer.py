@@ -17,11 +17,36 @@ from gateway.status import category
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
+#: ``Response.outcome`` values of a store that wrote nothing new (STO-6).
+DUPLICATE_OUTCOMES = ("duplicate", "kept-first")
+
+
 @dataclass
 class ImportSummary:
     imported: list[Path] = field(default_factory=list)
+    #: (path, outcome) of the files the storage service did not store again:
+    #: ``duplicate`` (byte-identical) or ``kept-first`` (other content, kept by policy).
+    duplicates: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
+                f"skipped {len(self.skipped)}, failed {len(self.failed)}")
+
+    def report(self) -> None:
+        """The summary line, then every file not imported and why (`import`, `media import`)."""
+        import sys
+
+        print(self.line())
+        for path, outcome in self.duplicates:
+            if outcome == "kept-first":  # a byte-identical copy is not news; other content is
+                print(f"  kept first  {path}: other content under a stored SOP Instance UID; "
+                      f"duplicate_policy keep-first kept the stored version")
+        for path, why in self.skipped:
+            print(f"  skipped  {path}: {why}")
+        for path, why in self.failed:
+            print(f"  FAILED   {path}: {why}", file=sys.stderr)
 
 
 class BrokenFile(ValueError):
@@ -90,68 +115,99 @@ def _split(path: Path) -> tuple[str, str, str, bytes]:
     return str(ds.SOPClassUID), str(ds.SOPInstanceUID), syntax, raw
 
 
-def import_paths(paths: Iterable[str | os.PathLike], runtime: Any,
-                 progress: Callable[[Path, str | None], None] | None = None) -> ImportSummary:
-    config = runtime.config
-    host = runtime.plugins
-    summary = ImportSummary()
-    who = AssociationInfo(id="import", calling_ae="IMPORT", called_ae=config.node.ae_title,
-                          peer_host="localhost", peer_port=0, local_port=0)
-    for n, path in enumerate(candidates(paths), start=1):
+class Importer:
+    """Stores files one by one through the storage path, into :attr:`summary`.
+
+    ``import_paths`` feeds it files and folders; a reader of other sources (the
+    media plugin's ISO images) feeds it one extracted file at a time, each named
+    in the summary as the source shows it (``shown``).
+    """
+
+    def __init__(self, runtime: Any, progress: Callable[[Path, str | None], None] | None = None) -> None:
+        self.runtime = runtime
+        self.progress = progress
+        self.summary = ImportSummary()
+        self._count = 0
+        self._who = AssociationInfo(id="import", calling_ae="IMPORT", called_ae=runtime.config.node.ae_title,
+                                    peer_host="localhost", peer_port=0, local_port=0)
+
+    def add(self, path: Path, shown: Path | None = None) -> None:
+        """Store the file at ``path``; one bad file never stops the import."""
+        shown = path if shown is None else shown
+        self._count += 1
         problem: str | None = None
         try:
-            if path.name.upper() == "DICOMDIR":
-                summary.skipped.append((path, "DICOMDIR (a directory, not an object)"))
-                continue
-            try:
-                sop_class, sop_instance, syntax, data = _split(path)
-            except BrokenFile as exc:
-                problem = str(exc)
-                summary.failed.append((path, problem))
-                continue
-            except Exception as exc:
-                summary.skipped.append((path, f"not DICOM: {exc}"))
-                continue
-            if sop_class == MEDIA_STORAGE_DIRECTORY:
-                summary.skipped.append((path, "DICOMDIR (a directory, not an object)"))
-                continue
-            service = host.services.find(config, "c_store", sop_class)
-            if service is None:
-                summary.skipped.append((path, f"no storage service accepts SOP class {sop_class}"))
-                continue
-            request = StoreRequest(who, PresentationContextInfo(0, sop_class, syntax), n, config,
-                                   sop_class_uid=sop_class, sop_instance_uid=sop_instance,
-                                   payload=DatasetPayload(data=data), router=runtime.router, plugins=host)
-            answer = host.call("gateway_instance_received", request=request)
-            if answer is None:
-                answer = service.handler.c_store(request)
-            status = answer.status if isinstance(answer, Response) else int(answer)
-            if category(status) in ("Success", "Warning"):
-                summary.imported.append(path)
-            else:
-                comment = answer.error_comment if isinstance(answer, Response) else None
-                problem = f"status 0x{status:04X}" + (f": {comment}" if comment else "")
-                summary.failed.append((path, problem))
-        except Exception as exc:  # one bad file never stops the import
+            problem = self._store(path, shown)
+        except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
-            summary.failed.append((path, problem))
-        finally:
-            if progress is not None:
-                progress(path, problem)
-    return summary
+            self.summary.failed.append((shown, problem))
+        if self.progress is not None:
+            self.progress(shown, problem)
+
+    def fail(self, shown: Path, why: str) -> None:
+        """A file the source could not hand over (unreadable on its medium)."""
+        self._count += 1
+        self.summary.failed.append((shown, why))
+        if self.progress is not None:
+            self.progress(shown, why)
+
+    def _store(self, path: Path, shown: Path) -> str | None:
+        """Store one file; the failure it recorded, or None."""
+        config, host, summary = self.runtime.config, self.runtime.plugins, self.summary
+        if shown.name.upper() == "DICOMDIR":
+            summary.skipped.append((shown, "DICOMDIR (a directory, not an object)"))
+            return None
+        try:
+            sop_class, sop_instance, syntax, data = _split(path)
+        except BrokenFile as exc:
+            summary.failed.append((shown, str(exc)))
+            return str(exc)
+        except Exception as exc:
+            summary.skipped.append((shown, f"not DICOM: {exc}"))
+            return None
+        if sop_class == MEDIA_STORAGE_DIRECTORY:
+            summary.skipped.append((shown, "DICOMDIR (a directory, not an object)"))
+            return None
+        service = host.services.find(config, "c_store", sop_class)
+        if service is None:
+            summary.skipped.append((shown, f"no storage service accepts SOP class {sop_class}"))
+            return None
+        request = StoreRequest(self._who, PresentationContextInfo(0, sop_class, syntax), self._count, config,
+                               sop_class_uid=sop_class, sop_instance_uid=sop_instance,
+                               payload=DatasetPayload(data=data), router=self.runtime.router, plugins=host)
+        answer = host.call("gateway_instance_received", request=request)
+        if answer is None:
+            answer = service.handler.c_store(request)
+        status = answer.status if isinstance(answer, Response) else int(answer)
+        if category(status) not in ("Success", "Warning"):
+            comment = answer.error_comment if isinstance(answer, Response) else None
+            problem = f"status 0x{status:04X}" + (f": {comment}" if comment else "")
+            summary.failed.append((shown, problem))
+            return problem
+        # The storage service says in the same call that stored (or did not store)
+        # the object whether it was a duplicate, so the count is exact even when a
+        # peer sends the same instance at the same moment (STO-6).
+        outcome = answer.outcome if isinstance(answer, Response) else None
+        if outcome in DUPLICATE_OUTCOMES:
+            summary.duplicates.append((shown, outcome))
+        else:
+            summary.imported.append(shown)
+        return None
+
+
+def import_paths(paths: Iterable[str | os.PathLike], runtime: Any,
+                 progress: Callable[[Path, str | None], None] | None = None) -> ImportSummary:
+    importer = Importer(runtime, progress)
+    for path in candidates(paths):
+        importer.add(path)
+    return importer.summary
 
 
 def import_command(paths: list[str], runtime: Any) -> int:
-    import sys
-
     from gateway.progress import Progress
 
     bar = Progress(len(candidates(paths)), "import")
     summary = import_paths(paths, runtime, progress=lambda p, err: bar.step(str(p), failed=err is not None))
-    bar.close(summary=False)  # the summary below also counts what was skipped
-    print(f"imported {len(summary.imported)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}")
-    for path, why in summary.skipped:
-        print(f"  skipped  {path}: {why}")
-    for path, why in summary.failed:
-        print(f"  FAILED   {path}: {why}", file=sys.stderr)
+    bar.close(summary=False)  # the summary below also counts duplicates and what was skipped
+    summary.report()
     return 1 if summary.failed else 0

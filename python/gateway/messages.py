@@ -254,3 +254,9 @@ class Response:
     status: int
     error_comment: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    #: What the service did, for a caller in this process (``dicom-gateway import``
+    #: counts duplicates from it); never on the wire, which carries only the status,
+    #: the comment and ``extra``. The storage service says ``"duplicate"`` (a
+    #: byte-identical resend, nothing written) and ``"kept-first"`` (other content,
+    #: the stored version kept by ``duplicate_policy``); None: nothing to add.
+    outcome: str | None = None
