@@ -25,8 +25,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 
-from gateway.index.queue import backoff_delay
-from gateway_plugins.prefetch_queue import now
+from gateway.index.leased import LeasedJobs, now
 
 __all__ = ["media_jobs", "MediaJob", "MediaQueue", "ensure_table", "table_exists", "record_arrival",
            "insert_command_job", "STATES"]
@@ -172,6 +171,9 @@ class MediaQueue:
 
     def __init__(self, index: Any) -> None:
         self.index = index
+        # Media keeps longer errors than the core's default: a volume's verification
+        # failure names the file and what differed.
+        self.jobs = LeasedJobs(index, J, text_limit=1000)
 
     def ensure(self) -> None:
         with self.index._connect(write=True) as conn:
@@ -189,21 +191,11 @@ class MediaQueue:
 
     def claim(self, claimant: str, lease: float) -> MediaJob | None:
         """The oldest due job (a pending one past its due time, or one whose lease ran out)."""
-        when = now()
-        due = sa.or_(sa.and_(_PENDING, J.c.next_attempt_at <= when),
-                     sa.and_(J.c.state == "claimed", J.c.lease_until < when))
-        with self.index._connect(write=True) as conn:
-            job_id = conn.execute(sa.select(J.c.id).where(due).order_by(J.c.next_attempt_at, J.c.id).limit(1)
-                                  .with_for_update(skip_locked=True)).scalar()
-            if job_id is None:
-                return None
-            conn.execute(sa.update(J).where(J.c.id == job_id).values(
-                state="claimed", claimed_by=claimant, lease_until=when + timedelta(seconds=lease), updated_at=when))
-            return _job(conn.execute(sa.select(J).where(J.c.id == job_id)).one())
+        rows = self.jobs.claim(claimant, lease)
+        return _job(rows[0]) if rows else None
 
     def next_due(self) -> datetime | None:
-        with self.index._connect(write=False) as conn:
-            return conn.execute(sa.select(sa.func.min(J.c.next_attempt_at)).where(_PENDING)).scalar()
+        return self.jobs.next_due()
 
     def owners_of(self, target: str) -> list[MediaJob]:
         """Jobs whose tries wrote to ``target`` (who may replace what is there)."""
@@ -215,51 +207,36 @@ class MediaQueue:
 
     def progress(self, job_id: int, claimant: str, written: int, lease: float) -> None:
         """Objects written so far; renews the lease (a long export keeps its claim)."""
-        self._update(job_id, J.c.claimed_by == claimant, J.c.state == "claimed", written=written,
-                     lease_until=now() + timedelta(seconds=lease))
+        self.jobs.renew(job_id, claimant, lease, written=written, updated_at=now())
 
     def done(self, job_id: int, result: str) -> None:
-        when = now()
-        self._update(job_id, state="done", result=result[:1000], last_error=None, attempts=J.c.attempts + 1,
-                     claimed_by=None, lease_until=None, done_at=when)
+        self.jobs.finish(job_id, result=result[:1000], last_error=None, done_at=now())
 
     def fail(self, job_id: int, error: str, *, retry: bool, max_attempts: int, backoff_initial: float,
              backoff_max: float) -> str:
         """A failed try: ``pending`` after a backoff, ``dead`` after ``max_attempts``, or
         ``failed`` at once (``retry=False``: it cannot work as asked)."""
-        with self.index._connect(write=False) as conn:
-            attempts = conn.execute(sa.select(J.c.attempts).where(J.c.id == job_id)).scalar()
-        if attempts is None:
-            return "gone"
-        attempts += 1
-        state = "failed" if not retry else "dead" if attempts >= max_attempts else "pending"
-        delay = backoff_delay(attempts, backoff_initial, backoff_max) if state == "pending" else 0.0
         try:
-            self._update(job_id, state=state, attempts=attempts, last_error=error[:1000], claimed_by=None,
-                         lease_until=None, next_attempt_at=now() + timedelta(seconds=delay))
+            return self.jobs.fail(job_id, error, retry=retry, max_attempts=max_attempts,
+                                  backoff_initial=backoff_initial, backoff_max=backoff_max)
         except sa.exc.IntegrityError:
             # A newer arrival queued a pending job for the same study meanwhile: it
             # exports the study, so this try's job ends here.
-            state = "failed"
-            self._update(job_id, state=state, attempts=attempts, claimed_by=None, lease_until=None,
+            self._update(job_id, state="failed", attempts=J.c.attempts + 1, claimed_by=None, lease_until=None,
                          last_error=(error + "; superseded by a newer pending job of the study")[:1000])
-        return state
+            return "failed"
 
     def release(self, job_id: int) -> None:
         """Give a claimed job back untried (the sender is stopping)."""
         try:
-            self._update(job_id, J.c.state == "claimed", state="pending", claimed_by=None, lease_until=None,
-                         next_attempt_at=now())
+            self.jobs.release(job_id)
         except sa.exc.IntegrityError:  # a newer pending job of the study will export it
             self._update(job_id, state="failed", claimed_by=None, lease_until=None,
                          last_error="stopped; superseded by a newer pending job of the study")
 
     def release_dead_claims(self) -> int:
         """Jobs claimed by processes of this host that no longer run (a killed sender)."""
-        from gateway.index.queue import release_dead_claims
-
-        with self.index._connect(write=True) as conn:
-            return release_dead_claims(conn, J, now())
+        return self.jobs.release_dead_claims()
 
     # ---- operators (dicom-gateway media jobs) ------------------------------------------
 
@@ -269,9 +246,7 @@ class MediaQueue:
             cond.append(J.c.state == state)
         if ids is not None:
             cond.append(J.c.id.in_(list(ids)))
-        with self.index._connect(write=False) as conn:
-            rows = conn.execute(sa.select(J).where(*cond).order_by(J.c.id).limit(limit)).all()
-        return [_job(r) for r in rows]
+        return [_job(r) for r in self.jobs.list(*cond, limit=limit)]
 
     def retry(self, job_id: int) -> str:
         """Replay a dead or failed job now, tries from zero. Returns what happened, for the operator."""

@@ -25,11 +25,13 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+
+from gateway.index.leased import LeasedJobs, now
 
 __all__ = ["metadata", "prefetch_jobs", "PrefetchJob", "PrefetchQueue", "ensure_table", "insert_job",
            "STATES", "ACTIVE"]
@@ -70,10 +72,6 @@ sa.Index("ix_prefetch_jobs_trigger", J.c.trigger_study_uid)
 sa.Index("ix_prefetch_jobs_due", J.c.state, J.c.next_attempt_at)
 
 _created: set[str] = set()
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def worker_id() -> str:
@@ -148,6 +146,7 @@ class PrefetchQueue:
 
     def __init__(self, index: Any) -> None:
         self.index = index
+        self.jobs = LeasedJobs(index, J)
 
     def ensure(self) -> None:
         with self.index._connect(write=True) as conn:
@@ -156,75 +155,35 @@ class PrefetchQueue:
     def exists(self) -> bool:
         return table_exists(self.index.engine)
 
-    # ---- the worker ------------------------------------------------------------------
+    # ---- the worker: the lease operations are the core's (gateway.index.leased) ------------
 
     def claim(self, claimant: str, lease: float, limit: int = 1, when: datetime | None = None) -> list[PrefetchJob]:
         """The oldest due jobs (queries before pulls of the same age), leased to ``claimant``."""
-        when = when or now()
-        due = sa.or_(sa.and_(J.c.state == "pending", J.c.next_attempt_at <= when),
-                     sa.and_(J.c.state == "claimed", J.c.lease_until < when))
-        with self.index._connect(write=True) as conn:
-            ids = conn.execute(sa.select(J.c.id).where(due).order_by(J.c.next_attempt_at, J.c.id).limit(limit)
-                               .with_for_update(skip_locked=True)).scalars().all()
-            if not ids:
-                return []
-            conn.execute(sa.update(J).where(J.c.id.in_(ids)).values(
-                state="claimed", claimed_by=claimant, lease_until=when + timedelta(seconds=lease), updated_at=when))
-            rows = conn.execute(sa.select(J).where(J.c.id.in_(ids)).order_by(J.c.id)).all()
-        return [_job(r) for r in rows]
+        return [_job(r) for r in self.jobs.claim(claimant, lease, limit=limit, when=when)]
 
     def next_due(self) -> datetime | None:
-        with self.index._connect(write=False) as conn:
-            return conn.execute(sa.select(sa.func.min(J.c.next_attempt_at)).where(J.c.state == "pending")).scalar()
+        return self.jobs.next_due()
 
     def extend(self, job_id: int, claimant: str, lease: float) -> None:
-        with self.index._connect(write=True) as conn:
-            conn.execute(sa.update(J).where(J.c.id == job_id, J.c.claimed_by == claimant, J.c.state == "claimed")
-                         .values(lease_until=now() + timedelta(seconds=lease)))
+        self.jobs.renew(job_id, claimant, lease)
 
     def done(self, job_id: int, result: str, status: int | None = None) -> None:
-        when = now()
-        with self.index._connect(write=True) as conn:
-            conn.execute(sa.update(J).where(J.c.id == job_id).values(
-                state="done", result=result[:500], last_status=status, attempts=J.c.attempts + 1,
-                claimed_by=None, lease_until=None, updated_at=when, done_at=when))
+        self.jobs.finish(job_id, result=result[:500], last_status=status, done_at=now())
 
     def fail(self, job_id: int, error: str, *, status: int | None = None, retry: bool = True,
              max_attempts: int = 10, backoff_initial: float = 5.0, backoff_max: float = 600.0) -> str:
         """A failed try: ``pending`` after a backoff, ``dead`` after ``max_attempts``, or
         ``failed`` (``retry=False``: it can never work as configured)."""
-        from gateway.index.queue import backoff_delay
-
-        when = now()
-        with self.index._connect(write=True) as conn:
-            attempts = conn.execute(sa.select(J.c.attempts).where(J.c.id == job_id)).scalar()
-            if attempts is None:
-                return "gone"
-            attempts += 1
-            if not retry:
-                state, due = "failed", when
-            elif attempts >= max_attempts:
-                state, due = "dead", when
-            else:
-                state, due = "pending", when + timedelta(seconds=backoff_delay(attempts, backoff_initial, backoff_max))
-            conn.execute(sa.update(J).where(J.c.id == job_id).values(
-                state=state, attempts=attempts, next_attempt_at=due, last_error=error[:500], last_status=status,
-                claimed_by=None, lease_until=None, updated_at=when))
-        return state
+        return self.jobs.fail(job_id, error, retry=retry, max_attempts=max_attempts, backoff_initial=backoff_initial,
+                              backoff_max=backoff_max, last_status=status)
 
     def release(self, job_id: int) -> None:
         """Give a claimed job back untried (shutdown)."""
-        when = now()
-        with self.index._connect(write=True) as conn:
-            conn.execute(sa.update(J).where(J.c.id == job_id, J.c.state == "claimed").values(
-                state="pending", claimed_by=None, lease_until=None, next_attempt_at=when, updated_at=when))
+        self.jobs.release(job_id)
 
     def release_dead_claims(self) -> int:
         """Jobs claimed by processes of this host that no longer run (a killed sender)."""
-        from gateway.index.queue import release_dead_claims
-
-        with self.index._connect(write=True) as conn:
-            return release_dead_claims(conn, J, now())
+        return self.jobs.release_dead_claims()
 
     def queue_pull(self, job: PrefetchJob, study_uid: str) -> bool:
         """A pull of ``study_uid`` from the query job's archive, unless one is active for it anywhere."""
@@ -247,32 +206,13 @@ class PrefetchQueue:
             cond.append(J.c.kind == kind)
         if study:
             cond.append(sa.or_(J.c.study_instance_uid == study, J.c.trigger_study_uid == study))
-        with self.index._connect(write=False) as conn:
-            rows = conn.execute(sa.select(J).where(*cond).order_by(J.c.id).limit(limit)).all()
-        return [_job(r) for r in rows]
+        return [_job(r) for r in self.jobs.list(*cond, limit=limit)]
 
     def retry(self, ids: Iterable[int] | None = None, states: tuple[str, ...] = ("dead", "failed")) -> int:
         """Replay dead or failed jobs now, attempts from zero. A job whose (remote, study) has
         an active one already is left as it is."""
-        cond = [J.c.state.in_(states)]
-        if ids is not None:
-            cond.append(J.c.id.in_(list(ids)))
-        when = now()
-        n = 0
-        with self.index._connect(write=True) as conn:
-            for job_id in conn.execute(sa.select(J.c.id).where(*cond)).scalars().all():
-                try:
-                    with conn.begin_nested():
-                        n += conn.execute(sa.update(J).where(J.c.id == job_id).values(
-                            state="pending", attempts=0, next_attempt_at=when, updated_at=when)).rowcount
-                except sa.exc.IntegrityError:
-                    continue
-        return n
+        return self.jobs.retry(ids, states)
 
     def drop(self, ids: Iterable[int] | None = None, states: tuple[str, ...] = ("pending", "done", "failed", "dead")) -> int:
         """Delete jobs (never a claimed one: the worker is using it)."""
-        cond = [J.c.state.in_([s for s in states if s != "claimed"])]
-        if ids is not None:
-            cond.append(J.c.id.in_(list(ids)))
-        with self.index._connect(write=True) as conn:
-            return conn.execute(sa.delete(J).where(*cond)).rowcount
+        return self.jobs.drop(ids, states)
