@@ -103,6 +103,9 @@ class PrinterSettings(BaseModel):
     border: float = Field(0.05, ge=0, le=2, description="inches around and between images on a composed sheet")
     window: Literal["object", "auto"] = Field(
         "object", description="VOI: the object's window (first one) when it has one, else min/max; auto: min/max")
+    overlays: bool = Field(True, description="burn overlay planes (60xx,3000) into the images (PS3.3 C.9.2)")
+    rotate: Literal[0, 90, 180, 270] = Field(
+        0, description="degrees each image is turned clockwise before it is fitted; the film orientation stays")
 
     @field_validator("ae_title", "calling_ae_title")
     @classmethod

@@ -1,7 +1,11 @@
 """From stored objects to the films a printer gets (PRN-5, PRN-6): frames read
 with pydicom (no pixel decoding in Python), rendered and composed by the Rust
 renderer (``gateway._rust.render_frame`` / ``compose_sheet``, GIL released),
-and written as PNG for ``--preview`` with a zlib-only encoder."""
+and written as PNG for ``--preview`` with a zlib-only encoder. As a print
+formatter does before sending (seed 003 Appendix B), ``render_frame`` applies
+the viewing transformations: grayscale rescale/VOI, PALETTE COLOR and YBR to
+RGB, overlay planes (60xx) burned in (printer option ``overlays``), polarity,
+and the printer's ``rotate``."""
 
 from __future__ import annotations
 
@@ -65,6 +69,101 @@ def _first(value: Any) -> float | None:
         return None
 
 
+def _swap16(chunk: bytes) -> bytes:
+    words = array.array("H", chunk[:len(chunk) // 2 * 2])
+    words.byteswap()
+    return words.tobytes()
+
+
+def _interleave(chunk: bytes, planes: int) -> bytes:
+    """Planar Configuration 1 (RRR…GGG…BBB…) to 0 (RGBRGB…), PS3.3 C.7.6.3.1.3."""
+    inter = bytearray(planes * 3)
+    for c in range(3):
+        inter[c::3] = chunk[c * planes:(c + 1) * planes]
+    return bytes(inter)
+
+
+def _palette(ds: Any, path: Path, signed: bool, little: bool) -> list[tuple[int, int, int, bytes]]:
+    """The red, green, blue Palette Color Lookup Tables (PS3.3 C.7.6.3.1.5/6) for the renderer:
+    (entries, first value mapped, bits per entry, little-endian data)."""
+    if "SegmentedRedPaletteColorLookupTableData" in ds and "RedPaletteColorLookupTableData" not in ds:
+        raise RenderError(f"{path}: segmented palette colour LUTs (0028,1221-1223) are not rendered yet")
+    tables = []
+    for colour in ("Red", "Green", "Blue"):
+        desc, data = ds.get(f"{colour}PaletteColorLookupTableDescriptor"), ds.get(f"{colour}PaletteColorLookupTableData")
+        if desc is None or data is None or not hasattr(desc, "__len__") or len(desc) != 3:
+            raise RenderError(f"{path}: PALETTE COLOR without a complete {colour} Palette Color Lookup Table "
+                              f"Descriptor (0028,110x) and Data (0028,120x) (PS3.3 C.7.6.3.1.5)")
+        entries, first, bits = (int(v) for v in desc)
+        # The descriptor's VR is US or SS by Pixel Representation; the number of entries is
+        # always unsigned (0 = 65536), the first value mapped is signed for signed pixels.
+        entries &= 0xFFFF
+        first = first - 0x10000 if signed and first > 0x7FFF else (first & 0xFFFF if not signed else first)
+        raw = bytes(data)
+        tables.append((entries, first, bits, raw if little else _swap16(raw)))
+    return tables
+
+
+def _overlays(ds: Any, path: Path, pixel_bits: int) -> list[dict[str, Any]]:
+    """Overlay planes (60xx, PS3.3 C.9.2) of ``ds``: groups 6000..601E with Overlay Rows."""
+    out = []
+    for group in range(0x6000, 0x6020, 2):
+        if (group, 0x0010) not in ds:
+            continue
+        name = f"overlay {group:04X}"
+
+        def value(elem: int, default: Any = None, n: int = 1) -> Any:
+            e = ds.get((group, elem))
+            if e is None or e.value in (None, b"", ""):
+                return default
+            v = e.value
+            if isinstance(v, (bytes, bytearray)):  # read as UN/OB: little-endian US/SS words
+                v = list(struct.unpack(f"<{len(v) // 2}h" if elem == 0x0050 else f"<{len(v) // 2}H", v))
+            vals = list(v) if hasattr(v, "__len__") and not isinstance(v, str) else [v]
+            if len(vals) < n:
+                raise RenderError(f"{path}: {name}: ({group:04X},{elem:04X}) has {len(vals)} value(s), needs {n}")
+            return [int(x) for x in vals[:n]] if n > 1 else int(vals[0])
+
+        try:
+            rows, cols = value(0x0010), value(0x0011)
+            origin = value(0x0050, [1, 1], 2)
+            bits, position = value(0x0100, 1), value(0x0102, 0)
+            frames, frame_origin = value(0x0015, 1), value(0x0051, 1)
+        except (TypeError, ValueError) as exc:
+            raise RenderError(f"{path}: {name}: unreadable attribute ({exc})") from None
+        data = ds.get((group, 0x3000))
+        if data is None and bits == 1:
+            raise RenderError(f"{path}: {name} has Overlay Rows but no Overlay Data (60xx,3000) (PS3.3 C.9.2)")
+        if data is None and bits != pixel_bits:
+            raise RenderError(f"{path}: {name} without Overlay Data must be in the Pixel Data's unused bits: "
+                              f"Overlay Bits Allocated {bits} ≠ Bits Allocated {pixel_bits} (PS3.3 C.9.2.1.3)")
+        out.append(dict(name=name, rows=rows, cols=cols, origin=origin, bits=bits, position=position,
+                        frames=max(frames, 1), frame_origin=frame_origin,
+                        data=None if data is None else bytes(data.value)))
+    return out
+
+
+def _frame_overlays(overlays: list[dict[str, Any]], n: int, chunk: bytes, little: bool) -> list[tuple]:
+    """The renderer's overlay tuples for frame ``n`` (0-based): a plane applies to frames
+    Image Frame Origin … + Number of Frames in Overlay − 1 (60xx,0051 / 0015, both 1 when absent),
+    its frame k starting at overlay pixel k × rows × columns; a plane without Overlay Data is
+    the frame's own samples (the retired overlay in unused high bits of Pixel Data)."""
+    out = []
+    for o in overlays:
+        k = n - (o["frame_origin"] - 1)
+        if not 0 <= k < o["frames"]:
+            continue
+        if o["data"] is None:
+            data, first = chunk, 0
+        else:
+            data, first = o["data"], k * o["rows"] * o["cols"]
+            # OW overlay data in big endian: words swapped back to the little-endian bit order.
+            if not little and o["bits"] in (1, 16):
+                data = _swap16(data)
+        out.append((o["rows"], o["cols"], o["origin"][0], o["origin"][1], o["bits"], o["position"], data, first))
+    return out
+
+
 def _frames_of(path: Path, settings: PrinterSettings) -> list[Picture]:
     import pydicom
     from gateway._rust import ImagingError, render_frame
@@ -84,48 +183,61 @@ def _frames_of(path: Path, settings: PrinterSettings) -> list[Picture]:
     stored = int(ds.get("BitsStored", bits))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    planar = int(ds.get("PlanarConfiguration", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     data = bytes(ds.PixelData)
     little = syntax.is_little_endian if syntax is not None else True
+    palette = None
+    index = "u8" if bits == 8 else ("i16" if signed else "u16")
     if spp == 1 and photometric in ("MONOCHROME1", "MONOCHROME2") and bits in (8, 16):
-        kind = "u8" if bits == 8 else ("i16" if signed else "u16")
+        kind = index
+    elif spp == 1 and photometric == "PALETTE COLOR" and bits in (8, 16):
+        kind, palette = index, _palette(ds, path, signed, little)
     elif spp == 3 and photometric == "RGB" and bits == 8:
         kind = "rgb8"
+    elif spp == 3 and photometric == "YBR_FULL" and bits == 8:
+        kind = "ybr_full"
+    elif spp == 3 and photometric == "YBR_FULL_422" and bits == 8:
+        if planar != 0:  # PS3.3 C.7.6.3.1.3: YBR_FULL_422 is always colour-by-pixel
+            raise RenderError(f"{path}: YBR_FULL_422 with Planar Configuration {planar} (must be 0)")
+        kind = "ybr_full_422"
     else:
         raise RenderError(f"{path}: {photometric} with {spp} samples of {bits} bits is not rendered yet "
-                          "(MONOCHROME1/2 8 or 16 bits and RGB 8 bits are)")
-    frame_len = rows * cols * spp * (bits // 8)
+                          "(MONOCHROME1/2 and PALETTE COLOR 8 or 16 bits, RGB, YBR_FULL and YBR_FULL_422 "
+                          "8 bits are)")
+    # YBR_FULL_422 holds two samples per pixel: Y for each, Cb and Cr shared by a pair.
+    frame_len = rows * cols * (2 if kind == "ybr_full_422" else spp) * (bits // 8)
     if len(data) < frame_len * frames:
         raise RenderError(f"{path}: pixel data holds {len(data)} bytes, {frames} frame(s) need {frame_len * frames}")
+    overlays = _overlays(ds, path, bits) if settings.overlays else []
     slope = _first(ds.get("RescaleSlope")) or 1.0
     intercept = _first(ds.get("RescaleIntercept")) or 0.0
     center = width = None
-    if settings.window == "object":
+    if settings.window == "object" and palette is None:
         center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
         if center is None or width is None or width < 1:
             center = width = None
+    # Colour sources give RGB; a grayscale printer gets their luma when the sheet is composed
+    # (compose_sheet: ITU-R BT.601, Y = 0.299 R + 0.587 G + 0.114 B).
+    channels = 3 if (spp == 3 or palette is not None) else 1
+    out_w, out_h = (rows, cols) if settings.rotate in (90, 270) else (cols, rows)
     out = []
     for n in range(frames):
         chunk = data[n * frame_len:(n + 1) * frame_len]
         if bits == 16 and not little:
-            words = array.array("H", chunk)
-            words.byteswap()
-            chunk = words.tobytes()
-        if kind == "rgb8" and int(ds.get("PlanarConfiguration", 0)) == 1:
-            planes = rows * cols
-            inter = bytearray(frame_len)
-            for c in range(3):
-                inter[c::3] = chunk[c * planes:(c + 1) * planes]
-            chunk = bytes(inter)
+            chunk = _swap16(chunk)
+        if kind in ("rgb8", "ybr_full") and planar == 1:
+            chunk = _interleave(chunk, rows * cols)
         try:
             pixels = render_frame(chunk, rows, cols, samples=kind, bits_stored=stored if bits == 16 else None,
                                   rescale_slope=slope, rescale_intercept=intercept,
                                   window_center=center, window_width=width,
                                   monochrome1=photometric == "MONOCHROME1",
-                                  reverse=settings.polarity == "REVERSE")
+                                  reverse=settings.polarity == "REVERSE", palette=palette,
+                                  overlays=_frame_overlays(overlays, n, chunk, little), rotate=settings.rotate)
         except ImagingError as exc:
             raise RenderError(f"{path}: {exc}") from None
-        out.append(Picture(cols, rows, 3 if kind == "rgb8" else 1, pixels,
+        out.append(Picture(out_w, out_h, channels, pixels,
                            f"{path.name}" + (f" frame {n + 1}" if frames > 1 else "")))
     return out
 

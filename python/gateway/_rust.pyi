@@ -79,6 +79,9 @@ def render_frame(
     window_width: float | None = None,
     monochrome1: bool = False,
     reverse: bool = False,
+    palette: list[tuple[int, int, int, bytes]] | None = None,
+    overlays: list[tuple[int, int, int, int, int, int, bytes, int]] | None = None,
+    rotate: int = 0,
 ) -> bytes: ...
 def compose_sheet(
     images: list[tuple[int, int, int, bytes] | None],

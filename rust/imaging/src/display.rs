@@ -72,7 +72,6 @@ pub fn display(frame: &Frame<'_>, params: &GrayParams) -> Result<Image, Error> {
         1
     };
     let len = checked_len(cols, rows, channels)?;
-    let n = rows * cols;
     let invert = params.monochrome1 != params.reverse;
     if let Samples::Rgb8(b) = frame.samples {
         let data = b.get(..len).ok_or(Error::Size {
@@ -91,46 +90,7 @@ pub fn display(frame: &Frame<'_>, params: &GrayParams) -> Result<Image, Error> {
             "rescale slope and intercept must be finite".into(),
         ));
     }
-    let bits = frame.bits_stored.unwrap_or(16);
-    if !(1..=16).contains(&bits) {
-        return Err(Error::Invalid(format!(
-            "bits stored must be 1..16, got {bits}"
-        )));
-    }
-    let stored: Vec<i32> = match frame.samples {
-        Samples::U8(b) => b
-            .get(..n)
-            .ok_or(Error::Size {
-                expected: n,
-                got: b.len(),
-            })?
-            .iter()
-            .map(|&v| v as i32)
-            .collect(),
-        Samples::U16(b) | Samples::I16(b) => {
-            let b = b.get(..n * 2).ok_or(Error::Size {
-                expected: n * 2,
-                got: b.len(),
-            })?;
-            let signed = matches!(frame.samples, Samples::I16(_));
-            let mask: u32 = if bits == 16 {
-                0xFFFF
-            } else {
-                (1u32 << bits) - 1
-            };
-            b.chunks_exact(2)
-                .map(|p| {
-                    let v = u16::from_le_bytes([p[0], p[1]]) as u32 & mask;
-                    if signed && v & (1 << (bits - 1)) != 0 {
-                        v as i32 - (1i32 << bits)
-                    } else {
-                        v as i32
-                    }
-                })
-                .collect()
-        }
-        Samples::Rgb8(_) => Vec::new(), // handled above
-    };
+    let stored = stored_values(frame)?;
     // The VOI function of a stored value, through a lookup table over the stored range.
     let (lo, hi) = stored
         .iter()
@@ -188,6 +148,57 @@ pub fn display(frame: &Frame<'_>, params: &GrayParams) -> Result<Image, Error> {
         return Err(Error::Invalid("sample range too wide".into())); // 16-bit samples span at most 65536 values
     };
     Image::from_raw(cols, rows, 1, data)
+}
+
+/// The stored values of a grayscale (or palette index) frame as integers: Bits Stored
+/// masked, two's complement sign-extended for I16 (PS3.3 C.7.6.3.1: Pixel Representation).
+pub(crate) fn stored_values(frame: &Frame<'_>) -> Result<Vec<i32>, Error> {
+    let n = checked_len(frame.columns, frame.rows, 1)?;
+    let bits = frame.bits_stored.unwrap_or(16);
+    if !(1..=16).contains(&bits) {
+        return Err(Error::Invalid(format!(
+            "bits stored must be 1..16, got {bits}"
+        )));
+    }
+    let stored: Vec<i32> = match frame.samples {
+        Samples::U8(b) => b
+            .get(..n)
+            .ok_or(Error::Size {
+                expected: n,
+                got: b.len(),
+            })?
+            .iter()
+            .map(|&v| v as i32)
+            .collect(),
+        Samples::U16(b) | Samples::I16(b) => {
+            let b = b.get(..n * 2).ok_or(Error::Size {
+                expected: n * 2,
+                got: b.len(),
+            })?;
+            let signed = matches!(frame.samples, Samples::I16(_));
+            let mask: u32 = if bits == 16 {
+                0xFFFF
+            } else {
+                (1u32 << bits) - 1
+            };
+            b.chunks_exact(2)
+                .map(|p| {
+                    let v = u16::from_le_bytes([p[0], p[1]]) as u32 & mask;
+                    if signed && v & (1 << (bits - 1)) != 0 {
+                        v as i32 - (1i32 << bits)
+                    } else {
+                        v as i32
+                    }
+                })
+                .collect()
+        }
+        Samples::Rgb8(_) => {
+            return Err(Error::Invalid(
+                "RGB samples have no single stored value".into(),
+            ))
+        }
+    };
+    Ok(stored)
 }
 
 #[cfg(test)]

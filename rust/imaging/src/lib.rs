@@ -5,13 +5,22 @@
 //! inversion, polarity), is resampled into a box with the aspect ratio kept
 //! ([`resample`]: REPLICATE, BILINEAR, CUBIC or NONE), and boxes are laid out
 //! on a sheet ([`layout`], [`compose`]: STANDARD\c,r, ROW\…, COL\… with border
-//! and empty-image values). Every function returns [`Error`] for bad input and
-//! never panics; sizes are bounded by [`MAX_PIXELS`].
+//! and empty-image values). Colour inputs ([`color`]: PALETTE COLOR, YBR_FULL,
+//! YBR_FULL_422) become RGB; overlay planes are burned in and the frame rotated
+//! ([`overlay`]); [`render`] chains them as a print formatter does. Every function
+//! returns [`Error`] for bad input and never panics; sizes are bounded by [`MAX_PIXELS`].
 
+mod color;
 mod compose;
 mod display;
 mod layout;
+mod overlay;
+mod render;
 mod resample;
+
+pub use color::{palette_to_rgb, ybr_to_rgb, Palette, PaletteLut, Ybr};
+pub use overlay::{burn_overlays, rotate, Overlay};
+pub use render::{render, Source, OVERLAY_VALUE};
 
 pub use compose::{compose, compose_into, sheet_len, ImageRef, Sheet};
 pub use display::{display, Frame, GrayParams, Samples, Window};

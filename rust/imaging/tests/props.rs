@@ -32,3 +32,34 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn render_any_colour_overlay_rotation(rows in 1usize..10, cols in 1usize..10, kind in 0u8..4,
+                                          data in proptest::collection::vec(any::<u8>(), 0..400),
+                                          lut in proptest::collection::vec(any::<u8>(), 0..40),
+                                          entries in 0u32..24, first in -20i32..20, bits in prop_oneof![Just(8u8), Just(16u8), Just(12u8)],
+                                          ov in proptest::collection::vec((0usize..12, 0usize..12, -12i64..12, -12i64..12,
+                                                                          prop_oneof![Just(1u8), Just(8u8), Just(16u8), Just(4u8)], 0u8..17, 0usize..40), 0..3),
+                                          rotation in prop_oneof![Just(0u32), Just(90u32), Just(180u32), Just(270u32), Just(45u32)],
+                                          reverse: bool) {
+        let l = PaletteLut { entries, first_mapped: first, bits, data: &lut };
+        let palette = Palette { red: l, green: l, blue: l };
+        let frame = |samples| Frame { rows, columns: cols, samples, bits_stored: None };
+        let src = match kind {
+            0 => Source::Palette(frame(Samples::U8(&data)), palette),
+            1 => Source::Palette(frame(Samples::I16(&data)), palette),
+            2 => Source::Ybr { rows, columns: cols, data: &data, kind: Ybr::Full },
+            _ => Source::Ybr { rows, columns: cols, data: &data, kind: Ybr::Full422 },
+        };
+        let overlays: Vec<Overlay<'_>> = ov.iter().map(|&(r, c, orow, ocol, ba, bp, first_pixel)| Overlay {
+            rows: r, columns: c, origin_row: orow, origin_column: ocol, bits_allocated: ba, bit_position: bp,
+            data: &data, first_pixel }).collect();
+        let p = GrayParams { reverse, ..Default::default() };
+        if let Ok(img) = render(&src, &p, &overlays, rotation) {
+            prop_assert_eq!(img.data.len(), rows * cols * 3);
+            let (w, h) = if rotation % 180 == 90 { (rows, cols) } else { (cols, rows) };
+            prop_assert_eq!((img.width, img.height), (w, h));
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Arbitrary frame headers, pixels, display formats and sheet parameters through
-//! display → compose: every input gives an image of the asked size or an Error, never a panic.
+//! display → compose, and (same input) palette / YBR frames with overlays and rotation
+//! through render: every input gives an image of the asked size or an Error, never a panic.
 #![no_main]
 
 use dicom_gateway_imaging::*;
@@ -44,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         samples,
         bits_stored: bits,
     };
+    colour_overlay_rotation(head, rest, rows, cols, &params);
     let Ok(img) = display(&frame, &params) else {
         return;
     };
@@ -82,3 +84,56 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out.data.len(), sheet.width * sheet.height * sheet.channels);
     }
 });
+
+/// Palette (LUT descriptor and data from the input) and YBR frames, overlays read from the
+/// same bytes at fuzzed origins, sizes, bit depths and positions, then rotation.
+fn colour_overlay_rotation(head: &[u8], rest: &[u8], rows: usize, cols: usize, params: &GrayParams) {
+    let split = (head[13] as usize).min(rest.len());
+    let (lut, px) = rest.split_at(split);
+    let l = PaletteLut {
+        entries: u16::from_le_bytes([head[5], head[6]]) as u32 % 300,
+        first_mapped: head[7] as i8 as i32,
+        bits: [8, 16, 12][head[8] as usize % 3],
+        data: lut,
+    };
+    let palette = Palette {
+        red: l,
+        green: l,
+        blue: PaletteLut { data: &lut[..lut.len() / 2], ..l },
+    };
+    let frame = |samples| Frame {
+        rows,
+        columns: cols,
+        samples,
+        bits_stored: None,
+    };
+    let src = match head[12] % 5 {
+        0 => Source::Palette(frame(Samples::U8(px)), palette),
+        1 => Source::Palette(frame(Samples::U16(px)), palette),
+        2 => Source::Palette(frame(Samples::I16(px)), palette),
+        3 => Source::Ybr { rows, columns: cols, data: px, kind: Ybr::Full },
+        _ => Source::Ybr { rows, columns: cols, data: px, kind: Ybr::Full422 },
+    };
+    let overlays: Vec<Overlay<'_>> = (0..(head[14] % 3) as usize)
+        .map(|i| Overlay {
+            rows: (head[9] as usize >> i) % 80,
+            columns: (head[10] as usize >> i) % 80,
+            origin_row: head[11] as i8 as i64,
+            origin_column: head[15] as i8 as i64 - i as i64,
+            bits_allocated: [1, 8, 16, 2][(head[3] >> (2 * i)) as usize % 4],
+            bit_position: head[4] >> 3,
+            data: rest,
+            first_pixel: head[2] as usize * i,
+        })
+        .collect();
+    let rotation = [0, 90, 180, 270, 1][head[0] as usize % 5];
+    if let Ok(img) = render(&src, params, &overlays, rotation) {
+        assert_eq!(img.data.len(), rows * cols * 3);
+        assert_eq!(img.width * img.height, rows * cols);
+    }
+    // grayscale through render with overlays too (the print path's order)
+    let mono = Source::Display(frame(Samples::U16(px)));
+    if let Ok(img) = render(&mono, params, &overlays, rotation) {
+        assert_eq!(img.data.len(), rows * cols);
+    }
+}
