@@ -230,3 +230,43 @@ def test_a_curve_without_instance_number_gets_its_curve_record(corpus_small, tmp
     assert _record_types(out / "DICOMDIR").get("CURVE") == 1
     written = pydicom.dcmread(next(p for p in out.rglob("CV*") if p.is_file()))
     assert "InstanceNumber" not in written and written.CurveNumber == 7
+
+
+def test_directory_links_records_depth_first_and_refuses_a_second_copy(corpus_small, tmp_path):
+    """The DICOMDIR encoder (media_dicomdir): pydicom and DCMTK read back the tree it wrote
+    (every leaf under its own patient/study/series, file IDs as placed); an instance placed but
+    never added (its file failed) leaves no record; the same instance twice is refused."""
+    from pydicom.fileset import FileSet
+
+    from gateway_plugins.media_dicomdir import Directory
+
+    headers = [pydicom.dcmread(f, stop_before_pixels=True)
+               for f in sorted((corpus_small / "explicit-le").rglob("*.dcm"))
+               # pydicom's FileSet cannot load a CURVE record (no file ID prefix for it);
+               # DCMTK checks ours in the export tests above.
+               if "GENIE" not in f.parts and "CURVE" not in f.parts]
+    directory = Directory("TESTSET")
+    placed = {}
+    for ds in headers:
+        place = directory.place(ds)
+        if ds is headers[1]:
+            continue  # as if its file could not be written
+        directory.add(place)
+        placed[str(ds.SOPInstanceUID)] = place.file_id
+    with pytest.raises(ValueError, match="already in this file-set"):
+        directory.place(headers[0])
+    (tmp_path / "DICOMDIR").write_bytes(directory.encode(IMPLEMENTATION_CLASS_UID, "TEST", "1.2.3.4"))
+    for file_id in placed.values():  # pydicom leaves out records whose file is missing
+        (tmp_path / file_id).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / file_id).touch()
+    fs = FileSet(pydicom.dcmread(tmp_path / "DICOMDIR"))
+    assert fs.ID == "TESTSET" and len(fs) == len(headers) - 1
+    got = {str(i.SOPInstanceUID): "/".join(i.ReferencedFileID) for i in fs}
+    assert got == placed and str(headers[1].SOPInstanceUID) not in got
+    by_uid = {str(h.SOPInstanceUID): h for h in headers}
+    for instance in fs:
+        ds = by_uid[str(instance.SOPInstanceUID)]
+        assert instance.PatientID == ds.PatientID and instance.SeriesInstanceUID == ds.SeriesInstanceUID
+    dump = subprocess.run([dcmtk("dcmdump"), str(tmp_path / "DICOMDIR")], capture_output=True, text=True,
+                          errors="replace")
+    assert dump.returncode == 0 and "E:" not in dump.stderr, dump.stderr

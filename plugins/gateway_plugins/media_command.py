@@ -234,8 +234,7 @@ def import_command(args: argparse.Namespace) -> int:
     files = candidates(paths) if paths else []
 
     def store(importer: Any) -> None:
-        for f in files:
-            importer.add(f)
+        importer.add_all(files)
 
     return _import(args, len(files), missing, store)
 
