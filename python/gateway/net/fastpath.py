@@ -36,9 +36,10 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, DIMSEMessage
-from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_STORE, N_EVENT_REPORT
+from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE, N_EVENT_REPORT
 from pynetdicom.dsutils import decode
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
 from gateway.messages import DatasetPayload
@@ -104,6 +105,8 @@ class FastDUL(DULServiceProvider):
         # Held while a PDU is written: the Storage SCU streams P-DATA-TF from
         # its own thread (gateway.net.requestor), and PDUs must not interleave.
         self.send_lock = threading.RLock()
+        # P-DATA primitives queued for the reactor and not yet written (see write_now).
+        self._pdata_pending = 0
 
     # -- waking ------------------------------------------------------------
     def _wake(self) -> None:
@@ -127,12 +130,38 @@ class FastDUL(DULServiceProvider):
                 pass
 
     def send_pdu(self, primitive: Any) -> None:
+        if isinstance(primitive, P_DATA):
+            with self.send_lock:
+                self._pdata_pending += 1
         super().send_pdu(primitive)
         self._wake()
 
     def _send(self, pdu: Any) -> None:
         with self.send_lock:
-            super()._send(pdu)
+            try:
+                super()._send(pdu)
+            finally:
+                if isinstance(pdu, P_DATA_TF) and self._pdata_pending:
+                    self._pdata_pending -= 1
+
+    def write_now(self, data: bytes) -> bool:
+        """Write whole P-DATA-TF PDUs from the calling thread, skipping the queue and
+        the reactor's turn (DT-1 changes no state: PS3.8 9.2). Only when it cannot
+        reorder anything: established (Sta6), nothing queued for the reactor, and no
+        P-DATA taken from the queue but not yet written. False: queue it instead."""
+        sock = getattr(self.socket, "socket", None)
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return False
+        with self.send_lock:
+            if (self._pdata_pending or self.to_provider_queue.qsize()
+                    or self.state_machine.current_state != "Sta6"):
+                return False
+            try:
+                sock.sendall(data)
+            except OSError:
+                self.event_queue.put("Evt17")  # as pynetdicom's socket.send: connection closed
+                self._wake()
+        return True
 
     def drain(self, timeout: float) -> bool:
         """Wait until every primitive queued so far is written to the socket (the
@@ -348,34 +377,66 @@ def _element(element: int, value: bytes, pad: bytes = b"") -> bytes:
     return struct.pack("<HHI", 0x0000, element, len(value)) + value
 
 
+#: CommandField of each response primitive this module encodes (PS3.7 E.1).
+_RESPONSE_FIELDS = {C_ECHO: 0x8030, C_STORE: 0x8001, C_FIND: 0x8020, C_MOVE: 0x8021, C_GET: 0x8010}
+#: The sub-operation counts of a C-MOVE-RSP / C-GET-RSP (PS3.7 9.3.3.2, 9.3.4.2), in tag order.
+_COUNTS = ((0x1020, "NumberOfRemainingSuboperations"), (0x1021, "NumberOfCompletedSuboperations"),
+           (0x1022, "NumberOfFailedSuboperations"), (0x1023, "NumberOfWarningSuboperations"))
+
+
 def encode_response_command(primitive: Any) -> bytes | None:
-    """Group 0000 of a C-ECHO-RSP or C-STORE-RSP without optional status
-    elements (PS3.7 9.3.1.2, 9.3.5.2), implicit VR LE; None for anything else.
+    """Group 0000 of a C-ECHO-, C-STORE-, C-FIND-, C-MOVE- or C-GET-RSP without
+    optional status elements (PS3.7 9.3.1.2 ... 9.3.5.2), implicit VR LE; None
+    for anything else (pynetdicom encodes those).
 
     pynetdicom builds a pydicom Dataset and encodes it twice (once for the
-    group length) per response; that is most of a C-ECHO's cost. The bytes
-    are checked equal to pynetdicom's in tests/test_rust_receiver.py.
+    group length) per response; that is most of a C-ECHO's cost, and of every
+    Pending C-FIND/C-MOVE response. The bytes are checked equal to
+    pynetdicom's in tests/test_rust_receiver.py and tests/test_fast_responses.py.
     """
-    if isinstance(primitive, C_ECHO):
-        field, instance = 0x8030, None
-    elif isinstance(primitive, C_STORE):
-        field, instance = 0x8001, primitive.AffectedSOPInstanceUID
-    else:
+    field = _RESPONSE_FIELDS.get(type(primitive))
+    if field is None or primitive.MessageIDBeingRespondedTo is None or primitive.Status is None:
         return None
-    if primitive.MessageIDBeingRespondedTo is None or primitive.Status is None:
-        return None
-    for optional in ("ErrorComment", "OffendingElement", "ErrorID", "AffectedSOPInstanceUID" if field == 0x8030 else ""):
-        if optional and getattr(primitive, optional, None) is not None:
+    for optional in ("ErrorComment", "OffendingElement", "ErrorID"):
+        if getattr(primitive, optional, None) is not None:
             return None
+    instance = None
+    if field == 0x8001:
+        instance = primitive.AffectedSOPInstanceUID
+    elif field == 0x8030 and getattr(primitive, "AffectedSOPInstanceUID", None) is not None:
+        return None
+    with_dataset = field in (0x8020, 0x8021, 0x8010) and primitive.Identifier is not None
+    counts = b""
+    if field in (0x8021, 0x8010):
+        counts = b"".join(_element(tag, struct.pack("<H", value)) for tag, keyword in _COUNTS
+                          if (value := getattr(primitive, keyword)) is not None)
     body = b"".join((
         _element(0x0002, str(primitive.AffectedSOPClassUID).encode(), b"\x00") if primitive.AffectedSOPClassUID else b"",
         _element(0x0100, struct.pack("<H", field)),
         _element(0x0120, struct.pack("<H", primitive.MessageIDBeingRespondedTo)),
-        _element(0x0800, struct.pack("<H", 0x0101)),
+        _element(0x0800, struct.pack("<H", 0x0001 if with_dataset else 0x0101)),
         _element(0x0900, struct.pack("<H", primitive.Status)),
         _element(0x1000, str(instance).encode(), b"\x00") if instance else b"",
+        counts,
     ))
     return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def pdata_pdus(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> bytes:
+    """A message as P-DATA-TF PDUs (PS3.8 9.3.5, E.2): the command set, then the
+    data set if any, each in fragments that fit the peer's maximum PDU length (0:
+    unlimited), one PDV per PDU, as pynetdicom's ``encode_msg`` splits them."""
+    out = []
+    for data, last in ((command, 0x03), (dataset, 0x02)):
+        if not data:
+            continue
+        step = max_pdu - 6 if max_pdu > 6 else len(data)
+        for start in range(0, len(data), step):
+            chunk = data[start:start + step]
+            header = last if start + step >= len(data) else last & 0x01
+            out.append(struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, header))
+            out.append(chunk)
+    return b"".join(out)
 
 
 def encode_store_command(message_id: int, sop_class: str, sop_instance: str, priority: int = 2,
@@ -493,9 +554,24 @@ class FastDIMSE(DIMSEServiceProvider):
             command = encode_response_command(primitive)
         if command is None:
             return super().send_msg(primitive, context_id)
+        identifier = getattr(primitive, "Identifier", None)
+        dataset = identifier.getvalue() if identifier is not None else b""
+        dul = self.dul
+        if not (self.assoc.get_handlers(evt.EVT_PDU_SENT) or self.assoc.get_handlers(evt.EVT_DATA_SENT)):
+            # Written from this thread: a stream of C-FIND/C-MOVE responses costs no
+            # reactor turn per response (issue 12).
+            if dul.write_now(pdata_pdus(context_id, command, dataset, self.maximum_pdu_size)):
+                return
         pdata = P_DATA()
         pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
-        self.dul.send_pdu(pdata)
+        dul.send_pdu(pdata)
+        if dataset:
+            step = self.maximum_pdu_size - 6 if self.maximum_pdu_size > 6 else len(dataset)
+            for start in range(0, len(dataset), step):
+                pdata = P_DATA()
+                last = b"\x02" if start + step >= len(dataset) else b"\x00"
+                pdata.presentation_data_value_list = [[context_id, last + dataset[start:start + step]]]
+                dul.send_pdu(pdata)
 
     def receive_primitive(self, primitive: Any) -> None:
         if not isinstance(primitive, CoalescedPData):
