@@ -1,4 +1,4 @@
-"""C-MOVE and C-GET as response streams: every response comes from the service.
+"""C-FIND, C-MOVE and C-GET as response streams: every response comes from the service.
 
 pynetdicom's own Query/Retrieve SCP performs the C-STORE sub-operations
 itself, from pydicom Datasets, on an association it opens (C-MOVE) and with
@@ -15,6 +15,10 @@ that is not Pending, or when the association is gone — then the handler's
 generator is closed, which is how a service learns that nobody listens any
 more (QRS-6: a C-MOVE's sub-operations carry on regardless).
 
+C-FIND goes the same way (EVT_C_FIND, :func:`gateway.net.dispatch.on_c_find`)
+so that an Identifier may be a :class:`gateway.identifier.FlatIdentifier`,
+encoded without pydicom: a 300-match query is 300 Identifiers (issue 12).
+
 This module knows DIMSE, not Query/Retrieve: what the Identifier means and
 what the counts are is the service's business. It runs in the association's
 thread, on both receive paths (the Rust path hands pynetdicom's DIMSE layer
@@ -30,18 +34,20 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
-from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
-from pynetdicom.status import QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS_STATUS
+from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS, QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS_STATUS
 
+from gateway.identifier import FlatIdentifier
 from gateway.status import Status, category
 
 log = logging.getLogger("gateway.net")
 
 #: The requests answered here, and the event whose handler produces the responses.
-STREAMED = {C_MOVE: evt.EVT_C_MOVE, C_GET: evt.EVT_C_GET}
-_STATUSES = {C_MOVE: QR_MOVE_SERVICE_CLASS_STATUS, C_GET: QR_GET_SERVICE_CLASS_STATUS}
+STREAMED = {C_FIND: evt.EVT_C_FIND, C_MOVE: evt.EVT_C_MOVE, C_GET: evt.EVT_C_GET}
+_STATUSES = {C_FIND: QR_FIND_SERVICE_CLASS_STATUS, C_MOVE: QR_MOVE_SERVICE_CLASS_STATUS,
+             C_GET: QR_GET_SERVICE_CLASS_STATUS}
 
 
 def is_streamed(msg: Any) -> bool:
@@ -49,19 +55,26 @@ def is_streamed(msg: Any) -> bool:
 
 
 def serve(assoc: Any, msg: Any, context: Any) -> None:
-    """Answer one C-MOVE-RQ / C-GET-RQ from the responses its handler yields."""
+    """Answer one C-FIND-RQ / C-MOVE-RQ / C-GET-RQ from the responses its handler yields."""
     service_class = QueryRetrieveServiceClass(assoc)  # its is_cancelled / validate_status
     service_class.statuses = _STATUSES[type(msg)]  # what validate_status knows (it only warns otherwise)
     cx_id = int(context.context_id)
     syntax = context.transfer_syntax[0]
 
-    def send(status: int | Dataset, identifier: Dataset | None) -> int:
+    def send(status: int | Dataset, identifier: Dataset | FlatIdentifier | None) -> int:
         rsp = type(msg)()
         rsp.MessageIDBeingRespondedTo = msg.MessageID
         rsp.AffectedSOPClassUID = msg.AffectedSOPClassUID
         service_class.validate_status(status, rsp)
         if identifier is not None:
-            data = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+            data = None
+            if isinstance(identifier, FlatIdentifier):
+                if not syntax.is_deflated:
+                    data = identifier.encode(syntax.is_implicit_VR, syntax.is_little_endian)
+                if data is None:
+                    identifier = identifier.to_dataset()
+            if data is None:
+                data = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
             if data is None:  # pragma: no cover - a service built an unencodable Identifier
                 log.error("cannot encode the response Identifier; sent without it")
             else:
