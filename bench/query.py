@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -113,31 +114,47 @@ def load(port: int, files: list[str]) -> float:
 
 # ---- timing -------------------------------------------------------------------------------
 
+#: The client's own CPU (user + system) of the last _timed run, seconds.
+CLIENT_CPU = [0.0]
+
+
 def _timed(cmd: list[str]) -> tuple[float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     run = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CLIENT_CPU[0] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if run.returncode:
         raise RuntimeError(f"{cmd[0]} failed: {run.stderr[-500:]}")
     return elapsed, run.stdout + run.stderr
 
 
-def echo_time(port: int, repeat: int) -> float:
+def echo_time(port: int, repeat: int) -> tuple[float, float]:
+    """Median wall time of an echoscu run, and median echoscu CPU."""
+    cmd = [ECHOSCU, "-aec", "BENCH", "127.0.0.1", str(port)]
     for _ in range(3):
-        _timed([ECHOSCU, "-aec", "BENCH", "127.0.0.1", str(port)])
-    return statistics.median(_timed([ECHOSCU, "-aec", "BENCH", "127.0.0.1", str(port)])[0] for _ in range(repeat))
+        _timed(cmd)
+    times, cpu = [], []
+    for _ in range(repeat):
+        times.append(_timed(cmd)[0])
+        cpu.append(CLIENT_CPU[0])
+    return statistics.median(times), statistics.median(cpu)
 
 
-def find_time(port: int, keys: list[str], repeat: int) -> tuple[float, int]:
+def find_time(port: int, keys: list[str], repeat: int) -> tuple[float, int, float]:
+    """Median wall time of a findscu run, its matches, and median findscu CPU: what the
+    client itself spends decoding and logging the answers, which no server can undercut."""
     cmd = [FINDSCU, "-v", "-S", "-aec", "BENCH", *sum((["-k", k] for k in keys), []), "127.0.0.1", str(port)]
-    times, matches = [], 0
+    times, cpu, matches = [], [], 0
     for _ in range(3):  # warm-up, untimed: every worker process has served the query once
         _timed(cmd)
     for _ in range(repeat):
         t, out = _timed(cmd)
         times.append(t)
+        cpu.append(CLIENT_CPU[0])
         matches = out.count("(Pending)")
-    return statistics.median(times), matches
+    return statistics.median(times), matches, statistics.median(cpu)
 
 
 def queries(manifest: dict) -> dict[str, list[str]]:
@@ -269,6 +286,7 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     matches: dict[str, int] = {}
     growth: dict[int, dict[str, float]] = {}
+    client: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmpdir:
         tmp = Path(tmpdir)
         sink_port = free_port()
@@ -282,11 +300,13 @@ def main() -> int:
             print(f"  loading {len(files)} files into {name}: {load(port, files):.1f} s", file=sys.stderr)
         try:
             for name, (_, port) in servers.items():
-                echo = echo_time(port, args.repeat)
+                echo, echo_cpu = echo_time(port, args.repeat)
                 results[name] = {"echo": echo}
+                client[name] = {}
                 for label, keys in qs.items():
-                    t, n = find_time(port, keys, args.repeat)
+                    t, n, cpu = find_time(port, keys, args.repeat)
                     results[name][label] = t - echo
+                    client[name][label] = cpu - echo_cpu
                     matches[f"{name}|{label}"] = n
                 print(f"  {name}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in results[name].items()),
                       file=sys.stderr)
@@ -296,10 +316,10 @@ def main() -> int:
             for size in sizes:
                 took = syn.grow_to(size)
                 print(f"  {syn.instances} synthetic instances written in {took:.1f} s", file=sys.stderr)
-                echo = echo_time(gw_port, args.repeat)
+                echo = echo_time(gw_port, args.repeat)[0]
                 growth[size] = {"echo": echo}
                 for label, keys in qs.items():
-                    t, n = find_time(gw_port, keys, args.repeat)
+                    t, n, _ = find_time(gw_port, keys, args.repeat)
                     growth[size][label] = t - echo
                     assert n == matches[f"gateway|{label}"], (label, n)
                 print(f"  gateway @ {size}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in growth[size].items()),
@@ -330,6 +350,11 @@ def main() -> int:
             o = results[other]
             print(f"| {at} | {other} | " + " | ".join(
                 f"{g[k] / o[k]:.2f}" if o[k] > 0 else "-" for k in labels) + " |")
+    print("\nfindscu's own CPU beyond echoscu's, ms (the client's floor under every server's figure above):\n")
+    print("| server | " + " | ".join(labels) + " |")
+    print("| --- | " + " | ".join("---" for _ in labels) + " |")
+    for name, c in client.items():
+        print(f"| {name} | " + " | ".join(f"{c[k] * 1e3:.1f}" for k in labels) + " |")
     print(f"\nC-MOVE of the CT series ({len(ct_files)} files, {mb:.1f} MB) to storescp: {move:.2f} s "
           f"({mb / move:.0f} MB/s); storescu of the same files: {store:.2f} s ({mb / store:.0f} MB/s); "
           f"C-MOVE/storescu throughput {store / move:.2f} (goal >= 0.9); best of {args.move_runs}")
