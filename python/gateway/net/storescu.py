@@ -419,9 +419,9 @@ class StoreAssociation:
         return list(self._accepted.get(str(sop_class_uid), {}))
 
     def _plan(self, item: Outgoing) -> _Plan:
-        p = self._plans.get(Path(item.path))
+        p = self._plans.get(item.path)
         if p is None:
-            p = self._plans[Path(item.path)] = _plan_item(item, self.dest)
+            p = self._plans[item.path] = _plan_item(item, self.dest)
         return p
 
     def covers(self, item: Outgoing) -> bool:
@@ -599,6 +599,11 @@ class StoreAssociation:
         """One C-STORE streamed from ``path`` at ``offset``: (status, error comment, problem)."""
         assoc = self._assoc
         self._msg_id = self._msg_id % 65535 + 1
+        remaining = self._remaining_session()
+        limits = [t for t in (self.dest.dimse_timeout or None, remaining) if t is not None]
+        wait = min(limits) if limits else None
+        if getattr(assoc, "gw_fast", False):  # no primitive: its UID setters validate with regexes
+            return self._c_store_fast(cx_id, sop_class, sop_instance, path, offset, wait, remaining, move_originator)
         req = C_STORE()
         req.MessageID = self._msg_id
         req.Priority = 2  # LOW, pynetdicom's default (PS3.7 9.1.1.1)
@@ -610,11 +615,6 @@ class StoreAssociation:
         # pynetdicom streams a dataset given as (path, offset) in PDU-sized
         # reads instead of holding an encoded copy (STORE_SEND_CHUNKED_DATASET path).
         req._dataset_path = (Path(path), offset)
-        remaining = self._remaining_session()
-        limits = [t for t in (self.dest.dimse_timeout or None, remaining) if t is not None]
-        wait = min(limits) if limits else None
-        if getattr(assoc, "gw_fast", False):
-            return self._c_store_fast(cx_id, sop_class, sop_instance, path, offset, wait, remaining, move_originator)
         assoc.dimse_timeout = wait
         # Mirrors Association.send_c_store: pause the reactor so it does not
         # consume the response before get_msg does.
