@@ -422,23 +422,6 @@ def encode_response_command(primitive: Any) -> bytes | None:
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
-def pdata_pdus(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> bytes:
-    """A message as P-DATA-TF PDUs (PS3.8 9.3.5, E.2): the command set, then the
-    data set if any, each in fragments that fit the peer's maximum PDU length (0:
-    unlimited), one PDV per PDU, as pynetdicom's ``encode_msg`` splits them."""
-    out = []
-    for data, last in ((command, 0x03), (dataset, 0x02)):
-        if not data:
-            continue
-        step = max_pdu - 6 if max_pdu > 6 else len(data)
-        for start in range(0, len(data), step):
-            chunk = data[start:start + step]
-            header = last if start + step >= len(data) else last & 0x01
-            out.append(struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, header))
-            out.append(chunk)
-    return b"".join(out)
-
-
 def encode_store_command(message_id: int, sop_class: str, sop_instance: str, priority: int = 2,
                          move_originator: tuple[str, int] | None = None) -> bytes:
     """Group 0000 of a C-STORE-RQ with a data set (PS3.7 9.3.1.1), implicit VR
@@ -544,6 +527,7 @@ class FastDIMSE(DIMSEServiceProvider):
         # Responses encoded but not yet written (hold()): a C-FIND's matches leave in
         # batches, one sendall for many instead of one each (~20 us of kernel apiece).
         self._held: list[bytes] = []
+        self._held_bytes = 0
         self._held_since = 0.0
         self._holding = False
 
@@ -564,7 +548,7 @@ class FastDIMSE(DIMSEServiceProvider):
     def _write_held(self) -> None:
         if not self._held:
             return
-        data, self._held = b"".join(self._held), []
+        data, self._held, self._held_bytes = b"".join(self._held), [], 0
         dul = self.dul
         deadline = time.monotonic() + 5.0
         while not dul.write_now(data):  # something queued ahead of it: let the reactor write that first
@@ -587,34 +571,28 @@ class FastDIMSE(DIMSEServiceProvider):
             self._write_held()
             return super().send_msg(primitive, context_id)
         identifier = getattr(primitive, "Identifier", None)
-        dataset = identifier.getvalue() if identifier is not None else b""
-        dul = self.dul
+        dataset = identifier.getvalue() if identifier is not None else None
         if not (self.assoc.get_handlers(evt.EVT_PDU_SENT) or self.assoc.get_handlers(evt.EVT_DATA_SENT)):
             # Written from this thread: a stream of C-FIND/C-MOVE responses costs no
-            # reactor turn per response (issue 12).
-            pdus = pdata_pdus(context_id, command, dataset, self.maximum_pdu_size)
+            # reactor turn per response (issue 12). Fragmented as pynetdicom does.
+            from gateway import _rust  # imported where used, as the receiver does
+
+            pdus = b"".join(_rust.fragment_message(context_id, command, dataset or None, self.maximum_pdu_size))
             if self._holding:
                 if not self._held:
                     self._held_since = time.monotonic()
                 self._held.append(pdus)
-                if (len(self._held) >= self.HELD_MAX or sum(map(len, self._held)) >= self.HELD_BYTES
+                self._held_bytes += len(pdus)
+                if (len(self._held) >= self.HELD_MAX or self._held_bytes >= self.HELD_BYTES
                         or time.monotonic() - self._held_since > self.HELD_SECONDS):
                     self._write_held()
                 return
             self._write_held()
-            if dul.write_now(pdus):
+            if self.dul.write_now(pdus):
                 return
-        self._write_held()  # whatever was held goes first
-        pdata = P_DATA()
-        pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
-        dul.send_pdu(pdata)
-        if dataset:
-            step = self.maximum_pdu_size - 6 if self.maximum_pdu_size > 6 else len(dataset)
-            for start in range(0, len(dataset), step):
-                pdata = P_DATA()
-                last = b"\x02" if start + step >= len(dataset) else b"\x00"
-                pdata.presentation_data_value_list = [[context_id, last + dataset[start:start + step]]]
-                dul.send_pdu(pdata)
+        # Something is queued ahead (or PDU events are watched): pynetdicom's path, in order.
+        self._write_held()
+        super().send_msg(primitive, context_id)
 
     def receive_primitive(self, primitive: Any) -> None:
         if not isinstance(primitive, CoalescedPData):
