@@ -14,6 +14,7 @@ column's index.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +108,15 @@ def _predicate(key: Key, value: str, dialect: str, at_query_level: bool) -> Any:
     return _string_match(col, value, dialect)
 
 
+# Built once: an alias proxies every column of its table, and making the aliases
+# and sub-selects anew for each C-FIND was most of a study query's time in the
+# server (issue 12). Core constructs are immutable, so one object serves every query.
+_se2, _i2, _st2, _mis = se.alias(), i.alias(), st.alias(), se.alias("mis")
+
+
+@functools.lru_cache(maxsize=None)
 def _computed(keyword: str, dialect: str) -> Any:
-    se2, i2, st2 = se.alias(), i.alias(), st.alias()
+    se2, i2, st2 = _se2, _i2, _st2
     count = sa.func.count()
     if keyword == "NumberOfStudyRelatedSeries":
         return sa.select(count).where(se2.c.study_fk == st.c.id).scalar_subquery()
@@ -187,7 +195,7 @@ def plan(model: str, level: str, keys: dict[str, str], dialect: str) -> Plan:
         if key.kind == "computed":
             if keyword == "ModalitiesInStudy" and value:
                 mods = [m for m in value.split("\\") if m]
-                mis = se.alias("mis")
+                mis = _mis
                 conds.append(sa.exists().where(mis.c.study_fk == st.c.id, mis.c.modality.in_(mods)))
             columns.append(_computed(keyword, dialect).label(label))
         else:
